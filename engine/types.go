@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mqueue/mqueue/metrics"
+)
+
+// Errors returned by the engine. Compare with errors.Is: I/O errors are
+// wrapped with what and where, and wrap one of these when the API layer has
+// to map them to a status code.
+var (
+	// ErrInvalidQueueName: the name does not match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$.
+	ErrInvalidQueueName = errors.New("engine: invalid queue name")
+	// ErrEmptyMessage: a message must have at least one byte.
+	ErrEmptyMessage = errors.New("engine: empty message")
+	// ErrQueueFull: the queue holds --max-queue-depth messages.
+	ErrQueueFull = errors.New("engine: queue full")
+	// ErrDiskFull: --max-disk-bytes is reached, or the file system said ENOSPC.
+	ErrDiskFull = errors.New("engine: disk full")
+	// ErrClosed: the engine is closing or closed.
+	ErrClosed = errors.New("engine: closed")
+	// ErrWrite: a write or fsync of the batch failed; the batch was not stored.
+	ErrWrite = errors.New("engine: write failed")
+	// ErrLocked: another process holds the data directory.
+	ErrLocked = errors.New("engine: data directory locked")
+)
+
+// FsyncMode says when the engine fsyncs segment and cursor files.
+type FsyncMode int
+
+const (
+	// FsyncAlways fsyncs every group commit before acknowledging it.
+	FsyncAlways FsyncMode = iota
+	// FsyncInterval writes every batch before acknowledging it and fsyncs in
+	// the background every Options.FsyncInterval.
+	FsyncInterval
+	// FsyncNever writes every batch before acknowledging it and leaves
+	// flushing to the operating system.
+	FsyncNever
+)
+
+// String returns the flag spelling of m.
+func (m FsyncMode) String() string {
+	switch m {
+	case FsyncAlways:
+		return "always"
+	case FsyncInterval:
+		return "interval"
+	case FsyncNever:
+		return "never"
+	}
+	return fmt.Sprintf("FsyncMode(%d)", int(m))
+}
+
+// ParseFsyncMode parses "always", "interval" or "never".
+func ParseFsyncMode(s string) (FsyncMode, error) {
+	switch s {
+	case "always":
+		return FsyncAlways, nil
+	case "interval":
+		return FsyncInterval, nil
+	case "never":
+		return FsyncNever, nil
+	}
+	return 0, fmt.Errorf("fsync mode %q: want always, interval or never", s)
+}
+
+// Options configures an Engine. The zero value of every field but Dir means
+// its documented default.
+type Options struct {
+	// Dir is the data directory; one subdirectory per queue.
+	Dir string
+	// Fsync is the durability mode (default FsyncAlways).
+	Fsync FsyncMode
+	// FsyncInterval is the background fsync period in FsyncInterval mode
+	// (default 10ms).
+	FsyncInterval time.Duration
+	// SegmentBytes rotates the active segment once it holds this many bytes
+	// (default 16 MiB). A segment exceeds it by at most one commit batch.
+	SegmentBytes int64
+	// SegmentAge rotates a non-empty active segment once it is this old, so
+	// that its records can be reclaimed (default 10m).
+	SegmentAge time.Duration
+	// MaxDiskBytes caps the bytes of all segments (0 = no cap).
+	MaxDiskBytes int64
+	// MaxQueueDepth caps the unconsumed messages of each queue (0 = no cap).
+	MaxQueueDepth int64
+	// CompactInterval is the period of the compactor (default 1s).
+	CompactInterval time.Duration
+	// Logger receives the engine's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Metrics receives the engine's metrics; nil records nothing.
+	Metrics *metrics.Engine
+	// Now is the clock (default time.Now); tests move it to expire messages.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.FsyncInterval <= 0 {
+		o.FsyncInterval = 10 * time.Millisecond
+	}
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 16 << 20
+	}
+	if o.SegmentAge <= 0 {
+		o.SegmentAge = 10 * time.Minute
+	}
+	if o.CompactInterval <= 0 {
+		o.CompactInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// EnqueueOptions are the per-message options of Enqueue.
+type EnqueueOptions struct {
+	// TTL makes the message expire this long after it is enqueued; 0 never.
+	TTL time.Duration
+	// Sync acknowledges only after fsync, whatever the engine's mode.
+	Sync bool
+}
+
+// Message is one dequeued message.
+type Message struct {
+	ID         uint64
+	Body       []byte
+	EnqueuedAt time.Time
+	// ExpiresAt is the zero time when the message never expires.
+	ExpiresAt time.Time
+}
+
+// QueueStats is one queue's figures, as served by GET /api/stats.
+type QueueStats struct {
+	Queue         string `json:"queue"`
+	Depth         int64  `json:"depth"`
+	NextID        uint64 `json:"next_id"`
+	ReadID        uint64 `json:"read_id"`
+	EnqueuedTotal uint64 `json:"enqueued_total"`
+	DequeuedTotal uint64 `json:"dequeued_total"`
+	ExpiredTotal  uint64 `json:"expired_total"`
+	Segments      int    `json:"segments"`
+	DiskBytes     int64  `json:"disk_bytes"`
+	// OldestEnqueuedAt is the unix ms enqueue time of the oldest unconsumed
+	// message, 0 when the queue is empty.
+	OldestEnqueuedAt int64 `json:"oldest_enqueued_at"`
+}
+
+// ValidQueueName reports whether name matches
+// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$. Only valid names reach the file system.
+func ValidQueueName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
