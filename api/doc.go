@@ -1,0 +1,32 @@
+// Package api is mqueue's HTTP front end: the routes of SPEC.md on top of an
+// *engine.Engine, authentication, metrics, and the drain sequence that takes a
+// node out of a load balancer without costing clients anything.
+//
+// Routes:
+//
+//	POST /api/queue[/{name}]   enqueue the body; 201 {"queue":"q","id":42}, X-Message-Id
+//	GET  /api/queue[/{name}]   dequeue; 200 with the bytes, or 204; ?wait=0..30 long-polls
+//	GET  /api/stats            200 {"queues":[...]}
+//	GET  /api/stats/{name}     200 one queue, or 404 QUEUE_NOT_FOUND
+//	GET  /healthz              200 "ok" while the process serves
+//	GET  /readyz               200 "ok" once the engine is open and while not draining
+//	GET  /metrics              Prometheus text format
+//
+// Errors are JSON, {"error":"CODE","message":"human sentence"}, with the
+// stable codes listed in errors.go. Two codes are not named in SPEC.md:
+// 503 NOT_READY (the engine is still recovering; retry) and 400 INVALID_BODY
+// (the request body could not be read to its end).
+//
+// Queue names are checked with engine.ValidQueueName before the engine sees
+// them. Gin routes on the decoded path, so "a%2Fb" becomes two path segments
+// and matches no route (404), and ".." or "%2e%2e" reach the handler as ".."
+// and fail the name check (400): no request can name a directory outside the
+// data directory.
+//
+// Draining (Server.Serve, when its context is cancelled): /readyz answers 503
+// at once while everything else is served normally for Config.DrainGrace; then
+// requests still arriving on open connections get 503 SHUTTING_DOWN with
+// Retry-After and Connection: close, long polls are woken and answer 204, the
+// listener closes, and in-flight requests finish (at most
+// Config.ShutdownTimeout). Serve then returns and the caller closes the engine.
+package api

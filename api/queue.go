@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mqueue/mqueue/engine"
+)
+
+// defaultQueue is the queue of the unnamed routes.
+const defaultQueue = "default"
+
+// queueName returns the validated queue of the request, "default" on the
+// unnamed routes, or answers 400 INVALID_QUEUE_NAME. Nothing else looks at
+// the name before this.
+func queueName(c *gin.Context) (string, bool) {
+	name := c.Param("name")
+	if c.FullPath() == "/api/queue" {
+		name = defaultQueue
+	}
+	if !engine.ValidQueueName(name) {
+		abortError(c, http.StatusBadRequest, CodeInvalidQueueName,
+			"queue names match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+		return "", false
+	}
+	return name, true
+}
+
+// uintParam parses an optional query parameter as an integer in 0..max;
+// absent is 0. Signs, fractions, spaces and empty values are rejected.
+func uintParam(c *gin.Context, key string, max uint64) (uint64, bool) {
+	v, ok := c.GetQuery(key)
+	if !ok {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > max {
+		return 0, false
+	}
+	return n, true
+}
+
+// boolParam parses an optional 0/1/true/false query parameter.
+func boolParam(c *gin.Context, key string) (val, ok bool) {
+	v, present := c.GetQuery(key)
+	switch {
+	case !present, v == "0", strings.EqualFold(v, "false"):
+		return false, true
+	case v == "1", strings.EqualFold(v, "true"):
+		return true, true
+	}
+	return false, false
+}
+
+// enqueue serves POST /api/queue[/{name}].
+func (s *Server) enqueue(c *gin.Context) {
+	name, ok := queueName(c)
+	if !ok {
+		return
+	}
+	ttl, ok := uintParam(c, "ttl", MaxTTLSeconds)
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidTTL, "ttl must be an integer number of seconds in 0..315360000")
+		return
+	}
+	sync, ok := boolParam(c, "sync")
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
+		return
+	}
+	body, ok := s.readBody(c)
+	if !ok {
+		return
+	}
+	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
+		TTL:  time.Duration(ttl) * time.Second,
+		Sync: sync,
+	})
+	if err != nil {
+		s.engineError(c, "enqueue", name, err)
+		return
+	}
+
+	// Hand-built JSON: the name is validated (no escaping needed) and this
+	// is the hot path.
+	var buf [128]byte
+	out := append(buf[:0], `{"queue":"`...)
+	out = append(out, name...)
+	out = append(out, `","id":`...)
+	idAt := len(out)
+	out = strconv.AppendUint(out, id, 10)
+	idStr := string(out[idAt:])
+	out = append(out, '}')
+
+	h := c.Writer.Header()
+	h["X-Message-Id"] = []string{idStr}
+	h["Content-Type"] = []string{"application/json; charset=utf-8"}
+	h["Content-Length"] = []string{strconv.Itoa(len(out))}
+	c.Writer.WriteHeader(http.StatusCreated)
+	_, _ = c.Writer.Write(out)
+}
+
+// dequeue serves GET /api/queue[/{name}].
+func (s *Server) dequeue(c *gin.Context) {
+	name, ok := queueName(c)
+	if !ok {
+		return
+	}
+	wait, ok := uintParam(c, "wait", MaxWaitSeconds)
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidWait, "wait must be an integer number of seconds in 0..30")
+		return
+	}
+	ctx := c.Request.Context()
+	if wait > 0 {
+		// Wake the long poll when the drain grace ends (pollCtx), without
+		// cancelling anything else the request does.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.pollCtx, cancel)()
+	}
+	msg, ok, err := s.eng.Load().Dequeue(ctx, name, time.Duration(wait)*time.Second)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.engineError(c, "dequeue", name, err)
+		return
+	}
+
+	h := c.Writer.Header()
+	// A GET that pops must never be answered from a cache.
+	h["Cache-Control"] = []string{"no-store"}
+	if err != nil || !ok {
+		c.Writer.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h["X-Message-Id"] = []string{strconv.FormatUint(msg.ID, 10)}
+	h["X-Enqueued-At"] = []string{strconv.FormatInt(msg.EnqueuedAt.UnixMilli(), 10)}
+	if !msg.ExpiresAt.IsZero() {
+		h["X-Expires-At"] = []string{strconv.FormatInt(msg.ExpiresAt.UnixMilli(), 10)}
+	}
+	h["Content-Type"] = []string{"application/octet-stream"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Content-Length"] = []string{strconv.Itoa(len(msg.Body))}
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(msg.Body)
+}
+
+// statsResponse is the body of GET /api/stats.
+type statsResponse struct {
+	Queues []engine.QueueStats `json:"queues"`
+}
+
+// allStats serves GET /api/stats.
+func (s *Server) allStats(c *gin.Context) {
+	qs := s.eng.Load().AllStats()
+	if qs == nil {
+		qs = []engine.QueueStats{} // "queues":[] rather than null
+	}
+	c.JSON(http.StatusOK, statsResponse{Queues: qs})
+}
+
+// queueStats serves GET /api/stats/{name}.
+func (s *Server) queueStats(c *gin.Context) {
+	name, ok := queueName(c)
+	if !ok {
+		return
+	}
+	st, ok := s.eng.Load().Stats(name)
+	if !ok {
+		abortError(c, http.StatusNotFound, CodeQueueNotFound, "no queue named "+name)
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
