@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mqueue/mqueue/api"
+	"github.com/mqueue/mqueue/engine"
+	"github.com/mqueue/mqueue/metrics"
+)
+
+// envPrefix prefixes the environment variable of every flag.
+const envPrefix = "MQUEUE_"
+
+// exitDeadline is how long after drain-grace the process may take to exit
+// (SPEC: exit within drain-grace + 10 s); past it a watchdog exits with 1.
+const exitDeadline = 10 * time.Second
+
+// serveConfig holds the parsed flags of `mqueue serve`.
+type serveConfig struct {
+	addr              string
+	data              string
+	fsync             engine.FsyncMode
+	fsyncInterval     time.Duration
+	segmentBytes      int64
+	segmentAge        time.Duration
+	maxMessageBytes   int64
+	maxDiskBytes      int64
+	maxQueueDepth     int64
+	authToken         string
+	metricsAuth       bool
+	tlsCert           string
+	tlsKey            string
+	drainGrace        time.Duration
+	readHeaderTimeout time.Duration
+	logLevel          slog.Level
+	logFormat         string
+	pprof             string
+	maxDeliveries     int64
+	dedupWindow       time.Duration
+
+	// warnings are logged once the logger exists.
+	warnings []string
+}
+
+// envName is the environment variable of flag name: MQUEUE_FSYNC_INTERVAL
+// for fsync-interval.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// newServeFlags defines the flags of `mqueue serve` on a new FlagSet, writing
+// into cfg (and the raw spellings of the flags that need parsing into raw).
+func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("mqueue serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller, usage by printServeUsage
+	fs.Usage = func() {}
+
+	fs.StringVar(&cfg.addr, "addr", ":8088", "listen `address` of the HTTP API")
+	fs.StringVar(&cfg.data, "data", "./data", "data `directory`, one subdirectory per queue; locked while serving")
+	fs.StringVar(&raw.fsync, "fsync", "always", "when to fsync: always (before every acknowledgement), interval or never")
+	fs.DurationVar(&cfg.fsyncInterval, "fsync-interval", 10*time.Millisecond, "background fsync period with --fsync=interval")
+	fs.Int64Var(&cfg.segmentBytes, "segment-bytes", 16<<20, "rotate a segment once it holds this many `bytes`")
+	fs.DurationVar(&cfg.segmentAge, "segment-age", 10*time.Minute, "rotate a non-empty segment once it is this old")
+	fs.Int64Var(&cfg.maxMessageBytes, "max-message-bytes", api.DefaultMaxMessageBytes, "largest message accepted, in `bytes` (413 above)")
+	fs.Int64Var(&cfg.maxDiskBytes, "max-disk-bytes", 0, "cap on the `bytes` of all segments, 0 = no cap (507 above)")
+	fs.Int64Var(&cfg.maxQueueDepth, "max-queue-depth", 0, "cap on the unconsumed `messages` of each queue, 0 = no cap (429 above)")
+	fs.StringVar(&cfg.authToken, "auth-token", "", "require \"Authorization: Bearer `token`\" on /api/*; prefer the environment variable, which ps does not show")
+	fs.BoolVar(&cfg.metricsAuth, "metrics-auth", false, "require the auth token on /metrics too")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve HTTPS")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key `file`; with --tls-cert, serve HTTPS")
+	fs.DurationVar(&cfg.drainGrace, "drain-grace", 3*time.Second, "on SIGTERM/SIGINT, how long /readyz answers 503 while requests are still served")
+	fs.DurationVar(&cfg.readHeaderTimeout, "read-header-timeout", api.DefaultReadHeaderTimeout, "time allowed to read request headers, at most 10s")
+	fs.StringVar(&raw.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&cfg.pprof, "pprof", "", "listen `address` for net/http/pprof on its own listener (e.g. 127.0.0.1:6060); empty = off")
+	fs.Int64Var(&cfg.maxDeliveries, "max-deliveries", 0, "deliveries before a message moves to {queue}.dlq, 0 = no limit; used by leases, a later feature")
+	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered; used by idempotency, a later feature")
+	return fs
+}
+
+// rawFlags holds the spellings of flags parsed after the FlagSet is done.
+type rawFlags struct {
+	fsync    string
+	logLevel string
+}
+
+// parseServeFlags parses args, then fills every flag not given on the
+// command line from its environment variable (looked up with lookupEnv), then
+// checks the values. It returns flag.ErrHelp for -h/--help.
+func parseServeFlags(args []string, lookupEnv func(string) (string, bool)) (*serveConfig, error) {
+	cfg := &serveConfig{}
+	var raw rawFlags
+	fs := newServeFlags(cfg, &raw)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(f.Name), f.Name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := cfg.check(raw); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// check validates the parsed values and parses the raw ones.
+func (cfg *serveConfig) check(raw rawFlags) error {
+	var err error
+	if cfg.fsync, err = engine.ParseFsyncMode(raw.fsync); err != nil {
+		return fmt.Errorf("invalid --fsync: %w", err)
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(raw.logLevel)); err != nil {
+		return fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", raw.logLevel)
+	}
+	if cfg.logFormat != "text" && cfg.logFormat != "json" {
+		return fmt.Errorf("invalid --log-format %q: want text or json", cfg.logFormat)
+	}
+	positive := []struct {
+		name string
+		v    int64
+	}{
+		{"fsync-interval", int64(cfg.fsyncInterval)},
+		{"segment-bytes", cfg.segmentBytes},
+		{"segment-age", int64(cfg.segmentAge)},
+		{"max-message-bytes", cfg.maxMessageBytes},
+		{"read-header-timeout", int64(cfg.readHeaderTimeout)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("invalid --%s: must be greater than 0", p.name)
+		}
+	}
+	nonNegative := []struct {
+		name string
+		v    int64
+	}{
+		{"max-disk-bytes", cfg.maxDiskBytes},
+		{"max-queue-depth", cfg.maxQueueDepth},
+		{"drain-grace", int64(cfg.drainGrace)},
+		{"max-deliveries", cfg.maxDeliveries},
+		{"dedup-window", int64(cfg.dedupWindow)},
+	}
+	for _, p := range nonNegative {
+		if p.v < 0 {
+			return fmt.Errorf("invalid --%s: must not be negative", p.name)
+		}
+	}
+	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if cfg.metricsAuth && cfg.authToken == "" {
+		return errors.New("--metrics-auth needs --auth-token")
+	}
+	if cfg.readHeaderTimeout > api.MaxReadHeaderTimeout {
+		cfg.warnings = append(cfg.warnings, fmt.Sprintf("--read-header-timeout %v lowered to the maximum, %v",
+			cfg.readHeaderTimeout, api.MaxReadHeaderTimeout))
+		cfg.readHeaderTimeout = api.MaxReadHeaderTimeout
+	}
+	return nil
+}
+
+// printServeUsage lists every flag with its default and environment variable.
+func printServeUsage(w io.Writer) {
+	var cfg serveConfig
+	var raw rawFlags
+	fs := newServeFlags(&cfg, &raw)
+	fmt.Fprintf(w, "Usage: mqueue serve [flags]   (also: mqueue [flags])\n\n")
+	fmt.Fprintf(w, "Every flag can also be set from the environment variable shown; the command line wins.\n")
+	fmt.Fprintf(w, "Durations are Go durations (10ms, 1s, 5m); sizes are plain bytes.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if typ != "" {
+			fmt.Fprintf(w, " %s", typ)
+		}
+		def := f.DefValue
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, isString := g.Get().(string); isString {
+				def = fmt.Sprintf("%q", def)
+			}
+		}
+		fmt.Fprintf(w, "\n    \t%s\n    \t(default %s, env %s)\n", usage, def, envName(f.Name))
+	})
+}
+
+// runServe implements `mqueue serve` and returns the process exit code: 0
+// after a clean drain, 1 when serving failed, 2 for bad flags.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseServeFlags(args, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		printServeUsage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mqueue serve: %v\nRun 'mqueue serve --help' for the flags.\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg)
+	slog.SetDefault(log)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		stop() // a second signal kills the process at once
+		log.Info("signal received: draining", "drain_grace", cfg.drainGrace)
+		t := time.NewTimer(cfg.drainGrace + exitDeadline)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			log.Error("drain did not finish within drain-grace + 10s; exiting", "deadline", cfg.drainGrace+exitDeadline)
+			os.Exit(1)
+		}
+	}()
+
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("mqueue stopped", "err", err)
+		return 1
+	}
+	log.Info("mqueue stopped")
+	return 0
+}
+
+func newLogger(w io.Writer, cfg *serveConfig) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve wires metrics, the HTTP server and the engine, and runs until ctx is
+// cancelled and the drain is over. The listener opens before the engine so
+// that /healthz answers (and /readyz says 503) during a long recovery.
+func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	engMetrics := metrics.NewEngine(reg)
+	srv, err := api.New(api.Config{
+		AuthToken:         cfg.authToken,
+		MetricsAuth:       cfg.metricsAuth,
+		TLSCert:           cfg.tlsCert,
+		TLSKey:            cfg.tlsKey,
+		MaxMessageBytes:   cfg.maxMessageBytes,
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		DrainGrace:        cfg.drainGrace,
+		Logger:            log,
+	}, nil, reg, metrics.NewHTTP(reg))
+	if err != nil {
+		return err
+	}
+
+	if cfg.pprof != "" {
+		closePprof, err := startPprof(cfg.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer closePprof()
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, ln) }()
+
+	start := time.Now()
+	eng, err := engine.Open(engine.Options{
+		Dir:           cfg.data,
+		Fsync:         cfg.fsync,
+		FsyncInterval: cfg.fsyncInterval,
+		SegmentBytes:  cfg.segmentBytes,
+		SegmentAge:    cfg.segmentAge,
+		MaxDiskBytes:  cfg.maxDiskBytes,
+		MaxQueueDepth: cfg.maxQueueDepth,
+		Logger:        log,
+		Metrics:       engMetrics,
+	})
+	if err != nil {
+		if errors.Is(err, engine.ErrLocked) {
+			err = fmt.Errorf("data directory %s is in use by another mqueue process: %w", cfg.data, err)
+		} else {
+			err = fmt.Errorf("open data directory %s: %w", cfg.data, err)
+		}
+		// Nothing was ever ready, so the server stops without a grace.
+		stopServing()
+		<-served
+		return err
+	}
+	log.Info("data directory open", "data", cfg.data, "fsync", cfg.fsync, "took", time.Since(start))
+	metrics.RegisterQueues(reg, api.QueueSampler(eng))
+	srv.SetEngine(eng)
+
+	serveErr := <-served
+	if err := eng.Close(); err != nil {
+		return errors.Join(serveErr, fmt.Errorf("close engine: %w", err))
+	}
+	return serveErr
+}
+
+// startPprof serves net/http/pprof on its own listener, never the public one.
+func startPprof(addr string, log *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: api.DefaultReadHeaderTimeout}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server stopped", "err", err)
+		}
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
