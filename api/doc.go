@@ -25,8 +25,9 @@
 //
 // Draining (Server.Serve, when its context is cancelled): /readyz answers 503
 // at once while everything else is served normally for Config.DrainGrace; then
-// requests still arriving on open connections get 503 SHUTTING_DOWN with
-// Retry-After and Connection: close, long polls are woken and answer 204, the
-// listener closes, and in-flight requests finish (at most
-// Config.ShutdownTimeout). Serve then returns and the caller closes the engine.
+// the listener closes (new connections are refused), requests still arriving
+// on open connections get 503 SHUTTING_DOWN with Retry-After and Connection:
+// close, long polls are woken and answer 204, and in-flight requests finish
+// (within Config.ShutdownTimeout, after which their connections are closed).
+// Serve then returns and the caller closes the engine (final fsync).
 package api

@@ -20,6 +20,8 @@ const routeUnmatched = "unmatched"
 // template. It runs first so that it sees the final status, panics included.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	c.Next()
 	route := c.FullPath()
 	if route == "" {

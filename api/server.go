@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,10 @@ const (
 	// writeTimeout runs from the end of the request headers to the end of
 	// the response, so it must exceed the longest long poll.
 	writeTimeout = MaxWaitSeconds*time.Second + 15*time.Second
+	// closeWindow is the least time the server keeps answering 503
+	// SHUTTING_DOWN on open connections after the listener closed, so that
+	// a request racing with the close gets an answer rather than an EOF.
+	closeWindow = 250 * time.Millisecond
 	// idleTimeout closes keep-alive connections nobody uses.
 	idleTimeout = 120 * time.Second
 	// maxHeaderBytes is far above what a client of this API sends.
@@ -93,6 +98,7 @@ type Server struct {
 	draining atomic.Bool // /readyz answers 503
 	closing  atomic.Bool // every request but /healthz and /readyz answers 503 SHUTTING_DOWN
 	served   atomic.Bool
+	inFlight atomic.Int64 // requests being handled, for the drain
 
 	// pollCtx is cancelled when the grace ends, to wake long polls while
 	// leaving in-flight enqueues alone (cancelling the request contexts
@@ -204,6 +210,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return hardCtx },
 	}
+	ln = &onceCloseListener{Listener: ln}
 	addr := ln.Addr().String()
 	errc := make(chan error, 1)
 	go func() {
@@ -239,12 +246,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			errc <- err // handled below
 		}
 	}
-	s.log.Info("shutting down: closing the listener", "addr", addr)
+	// The listener closes first, so that new connections are refused and
+	// clients go elsewhere at once. http.Server.Shutdown drops (without an
+	// answer) every request whose headers it reads after it starts, so until
+	// in-flight requests are done the server keeps running with the gate
+	// closed: requests still arriving on open connections get 503
+	// SHUTTING_DOWN with Retry-After, which a client can act on.
+	s.log.Info("shutting down: listener closed, new requests get 503", "addr", addr)
 	s.closing.Store(true)
-	srv.SetKeepAlivesEnabled(false)
+	_ = ln.Close()
+	srv.SetKeepAlivesEnabled(false) // closes idle connections, and busy ones after their response
 	s.stopPolls()
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	s.waitInFlight(deadline)
 
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)
 	if shutErr != nil {
@@ -253,9 +269,36 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		hardStop()
 		_ = srv.Close()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	// We closed the listener ourselves, so Serve reports net.ErrClosed.
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("api: serve %s: %w", addr, err)
 	}
 	s.log.Info("HTTP server stopped", "addr", addr)
 	return nil
+}
+
+// waitInFlight returns once no request is being handled and closeWindow has
+// passed, or at deadline.
+func (s *Server) waitInFlight(deadline time.Time) {
+	open := time.Now().Add(closeWindow)
+	for {
+		now := time.Now()
+		if now.After(deadline) || (now.After(open) && s.inFlight.Load() == 0) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// onceCloseListener lets Serve close the listener before http.Server.Shutdown
+// closes it again.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
