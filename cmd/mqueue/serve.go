@@ -335,7 +335,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		<-served
 		return err
 	}
-	log.Info("data directory open", "data", cfg.data, "fsync", cfg.fsync, "took", time.Since(start))
+	log.Info("data directory open", "data", cfg.data, "fsync", cfg.fsync.String(), "took", time.Since(start).String())
 	metrics.RegisterQueues(reg, api.QueueSampler(eng))
 	srv.SetEngine(eng)
 
@@ -343,6 +343,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	if err := eng.Close(); err != nil {
 		return errors.Join(serveErr, fmt.Errorf("close engine: %w", err))
 	}
+	log.Info("data directory closed", "data", cfg.data)
 	return serveErr
 }
 
