@@ -25,6 +25,8 @@ var (
 	ErrClosed = errors.New("engine: closed")
 	// ErrWrite: a write or fsync of the batch failed; the batch was not stored.
 	ErrWrite = errors.New("engine: write failed")
+	// ErrUnavailable: the queue could not be recovered at start (see the log).
+	ErrUnavailable = errors.New("engine: queue unavailable")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("engine: data directory locked")
 )

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+// The cursor file holds the read position of a queue: the id of the next
+// message to deliver. It has two 512-byte slots, written in turn with
+// pwrite, each [seq u64][readID u64][crc32c u32] where the CRC covers seq and
+// readID. A torn write can only spoil the slot being written, whose fsync
+// had not returned, so no dequeue depending on it was answered; the other
+// slot still holds the previous position. Open takes the valid slot with the
+// higher seq.
+const (
+	cursorName     = "cursor"
+	cursorSlotSize = 512
+	cursorRecSize  = 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+type cursorFile struct {
+	f    *os.File
+	seq  uint64
+	buf  [cursorRecSize]byte
+	path string
+}
+
+// openCursor opens (or creates) a queue's cursor file. readID is 0 when the
+// file is new; corrupt is set when the file exists but no slot is valid.
+func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, err error) {
+	path := filepath.Join(queueDir, cursorName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("open cursor %s: %w", path, err)
+	}
+	c = &cursorFile{f: f, path: path}
+	var raw [2 * cursorSlotSize]byte
+	n, err := f.ReadAt(raw[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("read cursor %s: %w", path, err)
+	}
+	found := false
+	for slot := 0; slot < 2; slot++ {
+		start := slot * cursorSlotSize
+		if n < start+cursorRecSize {
+			continue
+		}
+		b := raw[start : start+cursorRecSize]
+		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
+			continue
+		}
+		seq := binary.LittleEndian.Uint64(b)
+		if !found || seq > c.seq {
+			c.seq, readID, found = seq, binary.LittleEndian.Uint64(b[8:]), true
+		}
+	}
+	return c, readID, !found && n > 0, nil
+}
+
+// write stores readID in the next slot; it does not fsync.
+func (c *cursorFile) write(readID uint64) error {
+	seq := c.seq + 1
+	binary.LittleEndian.PutUint64(c.buf[0:], seq)
+	binary.LittleEndian.PutUint64(c.buf[8:], readID)
+	binary.LittleEndian.PutUint32(c.buf[16:], crc32.Checksum(c.buf[:16], crcTable))
+	if _, err := c.f.WriteAt(c.buf[:], int64(seq%2)*cursorSlotSize); err != nil {
+		return fmt.Errorf("write cursor %s: %w", c.path, err)
+	}
+	c.seq = seq
+	return nil
+}
+
+func (c *cursorFile) sync() error {
+	if err := c.f.Sync(); err != nil {
+		return fmt.Errorf("fsync cursor %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *cursorFile) close() error { return c.f.Close() }
+
+// The hwm file holds a bound on the ids a queue has handed out: every id
+// ever acknowledged is below it. It is raised, durably, before a batch would
+// cross it, in steps of hwmStep so that this costs a few fsyncs per million
+// messages, and lowered to the exact next id on a clean close. After a crash
+// that lost the newest records (a torn tail, a deleted segment), ids go on
+// from the bound, so none is ever handed out twice.
+const (
+	hwmName = "hwm"
+	hwmStep = 1 << 16
+)
+
+func readHWM(queueDir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, err)
+	}
+	if len(b) != 12 || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
+		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+func writeHWM(queueDir string, hwm uint64) error {
+	var b [12]byte
+	binary.LittleEndian.PutUint64(b[:], hwm)
+	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
+	tmp := filepath.Join(queueDir, hwmName+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("write hwm in %s: %w", queueDir, err)
+	}
+	_, err = f.Write(b[:])
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(queueDir, hwmName))
+	}
+	if err != nil {
+		return fmt.Errorf("write hwm in %s: %w", queueDir, err)
+	}
+	return segment.SyncDir(queueDir)
+}

@@ -1,0 +1,444 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+// batch is one group commit: the records that one write (and at most one
+// fsync) stores, and the channel that wakes all their producers at once.
+type batch struct {
+	recs  []segment.Record
+	bytes int64
+	sync  bool // some producer asked for ?sync=1
+	done  chan struct{}
+	err   error // set before done is closed
+	first uint64
+}
+
+// cursorBatch is the set of dequeues waiting for one cursor write.
+type cursorBatch struct {
+	done chan struct{}
+	err  error
+}
+
+// queue is one named FIFO. Its commit loop (scheduler.go) owns the segment
+// writer, the cursor file and the hwm; everything else is guarded by mu.
+type queue struct {
+	e    *Engine
+	name string
+	dir  string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	closing bool
+	pend    *batch       // records waiting for the next commit
+	curWait *cursorBatch // dequeues waiting for the next cursor write
+	notify  chan struct{}
+
+	segs      []segment.Summary // sealed segments then the active one, by base
+	segBytes  int64             // bytes of all segment files
+	tail      memTail
+	committed uint64 // last id readable by consumers
+	nextID    uint64 // next id the commit loop will assign
+	readID    uint64 // next id to deliver
+	persisted uint64 // readID as last written to the cursor file
+	depth     int64
+	reader    *segment.Reader // positioned on disk for backlog reads
+	activeAt  time.Time       // when the active segment was created or opened
+
+	// Owned by the commit loop.
+	writer    *segment.Writer
+	committedSum segment.Summary // writer summary as of the last acknowledged batch
+	cursor    *cursorFile
+	hwm       uint64
+	dirty     bool // written since the last fsync (interval mode)
+	wake      chan struct{}
+	stopped   chan struct{}
+
+	enqueued, dequeued, expired atomic.Uint64
+}
+
+func (q *queue) nowMs() int64 { return q.e.opts.Now().UnixMilli() }
+
+// openQueue recovers (or creates) a queue directory. It repairs the newest
+// segment's torn tail, reads the summaries of the sealed ones, and places
+// the read cursor.
+func openQueue(e *Engine, name string) (*queue, error) {
+	dir := filepath.Join(e.opts.Dir, name)
+	q := &queue{
+		e: e, name: name, dir: dir,
+		log:     e.opts.Logger.With("queue", name),
+		pend:    &batch{done: make(chan struct{})},
+		notify:  make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
+	if err := os.Mkdir(dir, 0o750); err == nil {
+		if err := segment.SyncDir(e.opts.Dir); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create queue dir %s: %w", dir, err)
+	}
+	bases, err := segment.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	hwm, err := readHWM(dir)
+	if err != nil {
+		// Only ids after a lost tail depend on it; the log still bounds them.
+		q.log.Error("hwm file unreadable; ids continue from the newest segment", "err", err)
+	}
+	q.hwm = hwm
+	cur, readID, corrupt, err := openCursor(dir)
+	if err != nil {
+		return nil, err
+	}
+	q.cursor = cur
+	if corrupt {
+		q.log.Error("cursor file corrupt: delivering again from the oldest message on disk (at-least-once rather than loss)", "path", cur.path)
+	}
+
+	for i, base := range bases {
+		if i == len(bases)-1 {
+			break
+		}
+		sum, ok := segment.ReadMeta(dir, base)
+		if !ok {
+			res, err := segment.Scan(dir, base)
+			if err != nil {
+				return nil, err
+			}
+			q.reportScan(res)
+			sum = res.Summary
+			sum.Bytes = res.FileSize
+			if err := segment.WriteMeta(dir, &sum); err != nil {
+				q.log.Warn("could not write segment meta", "err", err)
+			}
+		}
+		q.segs = append(q.segs, sum)
+		q.segBytes += sum.Bytes
+	}
+
+	// The newest segment: repair it and open it for appending, or start a
+	// new one where ids must jump past the hwm.
+	var lastID uint64
+	if len(q.segs) > 0 {
+		lastID = q.segs[len(q.segs)-1].LastID()
+	}
+	var res *segment.ScanResult
+	if len(bases) > 0 {
+		base := bases[len(bases)-1]
+		var repaired bool
+		res, repaired, err = segment.Repair(dir, base)
+		if err != nil {
+			return nil, err
+		}
+		q.reportScan(res)
+		if repaired {
+			e.opts.Metrics.IncRepaired()
+			q.log.Warn("repaired torn tail of newest segment", "segment", segment.Name(base),
+				"offset", res.ValidSize, "cut_bytes", res.Cut,
+				"reason", res.Tail.Reason, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
+		}
+		lastID = res.LastID()
+	}
+	next := max(lastID+1, hwm, readID, 1)
+	switch {
+	case res != nil && next == res.LastID()+1:
+		w, err := segment.OpenWriter(dir, res)
+		if err != nil {
+			return nil, err
+		}
+		q.writer = w
+	default:
+		if res != nil {
+			if res.Records == 0 {
+				if err := segment.Remove(dir, res.Base); err != nil {
+					return nil, err
+				}
+			} else {
+				q.log.Warn("ids continue past the high-water mark; newest records were lost before", "last_id_on_disk", res.LastID(), "next_id", next)
+				sum := res.Summary
+				if err := segment.WriteMeta(dir, &sum); err != nil {
+					return nil, err
+				}
+				q.segs = append(q.segs, sum)
+				q.segBytes += sum.Bytes
+			}
+		}
+		w, err := segment.Create(dir, next)
+		if err != nil {
+			return nil, err
+		}
+		q.writer = w
+	}
+	active := q.writer.Summary()
+	q.segs = append(q.segs, active)
+	q.segBytes += active.Bytes
+	q.committedSum = active
+	q.activeAt = e.opts.Now()
+	q.nextID = q.writer.NextID()
+	q.committed = q.nextID - 1
+	if q.hwm < q.nextID {
+		q.hwm = q.nextID
+	}
+
+	if readID == 0 {
+		readID = q.segs[0].Base
+	}
+	q.readID, q.persisted = readID, readID
+	for _, s := range q.segs {
+		if s.Records > 0 && s.LastID() >= readID {
+			q.depth += int64(s.LastID() - max(readID, s.Base) + 1)
+		}
+	}
+	return q, nil
+}
+
+// reportScan logs corruption found in the middle of a segment. The records
+// are counted in corrupt_records_total when a read skips them.
+func (q *queue) reportScan(res *segment.ScanResult) {
+	for _, c := range res.Corrupt {
+		q.log.Error("corrupt record in segment; it will be skipped, never served", "segment", segment.Name(c.Segment), "offset", c.Offset, "id", c.ID, "reason", c.Reason)
+	}
+}
+
+// enqueue adds one message to the pending batch and waits for its commit.
+func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
+	now := q.nowMs()
+	var exp int64
+	if opts.TTL > 0 {
+		exp = now + opts.TTL.Milliseconds()
+	}
+	size := int64(segment.HeaderSize + len(body) + 5)
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if max := q.e.opts.MaxQueueDepth; max > 0 && q.depth+int64(len(q.pend.recs)) >= max {
+		q.mu.Unlock()
+		return 0, ErrQueueFull
+	}
+	if max := q.e.opts.MaxDiskBytes; max > 0 && q.e.diskBytes.Load()+q.pend.bytes+size > max {
+		q.mu.Unlock()
+		return 0, fmt.Errorf("%w: --max-disk-bytes %d reached", ErrDiskFull, max)
+	}
+	b := q.pend
+	i := len(b.recs)
+	b.recs = append(b.recs, segment.Record{EnqueuedAt: now, ExpiresAt: exp, Payload: body})
+	b.bytes += size
+	b.sync = b.sync || opts.Sync
+	q.mu.Unlock()
+	if i == 0 {
+		q.kick()
+	}
+	<-b.done
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.first + uint64(i), nil
+}
+
+// kick wakes the commit loop; it never blocks.
+func (q *queue) kick() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// errNone means no message is ready; notify is the channel to wait on.
+var errNone = errors.New("no message")
+
+// dequeue pops the next unexpired message and waits until the cursor move
+// is written (and fsynced as the mode says). When there is none it returns
+// errNone and the channel that is closed when messages are committed.
+func (q *queue) dequeue() (Message, <-chan struct{}, error) {
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return Message{}, nil, ErrClosed
+	}
+	rec, err := q.nextLocked()
+	if err != nil {
+		ch := q.notify
+		q.mu.Unlock()
+		return Message{}, ch, err
+	}
+	msg := Message{ID: rec.ID, Body: rec.Payload, EnqueuedAt: time.UnixMilli(rec.EnqueuedAt)}
+	if rec.ExpiresAt != 0 {
+		msg.ExpiresAt = time.UnixMilli(rec.ExpiresAt)
+	}
+	cb := q.curWait
+	if cb == nil {
+		cb = &cursorBatch{done: make(chan struct{})}
+		q.curWait = cb
+	}
+	q.mu.Unlock()
+	q.kick()
+	<-cb.done
+	if cb.err != nil {
+		return Message{}, nil, cb.err
+	}
+	return msg, nil, nil
+}
+
+// nextLocked moves readID past the next deliverable record and returns it,
+// skipping (and counting) expired and corrupt ones. The payload it returns
+// is the caller's to keep.
+func (q *queue) nextLocked() (segment.Record, error) {
+	now := q.nowMs()
+	for q.readID <= q.committed {
+		var rec segment.Record
+		if r, ok := q.tail.get(q.readID); ok {
+			rec = *r
+		} else {
+			r, err := q.readDiskLocked()
+			if err != nil {
+				if errors.Is(err, errNone) {
+					continue // readID moved past a gap or a bad stretch
+				}
+				return segment.Record{}, err
+			}
+			rec = r
+		}
+		q.readID = rec.ID + 1
+		q.depth--
+		q.tail.dropBefore(q.readID)
+		if rec.Expired(now) {
+			q.expired.Add(1)
+			continue
+		}
+		q.dequeued.Add(1)
+		return rec, nil
+	}
+	return segment.Record{}, errNone
+}
+
+// readDiskLocked reads the record at readID from its segment file. It
+// returns errNone after moving readID past ids that are not there (a gap, a
+// corrupt record, an unreadable rest of a segment).
+func (q *queue) readDiskLocked() (segment.Record, error) {
+	i := sort.Search(len(q.segs), func(i int) bool { return q.segs[i].LastID() >= q.readID && q.segs[i].Records > 0 })
+	if i == len(q.segs) {
+		// Nothing on disk at or after readID: ids up to committed are gone.
+		q.readID = q.committed + 1
+		return segment.Record{}, errNone
+	}
+	s := &q.segs[i]
+	if q.readID < s.Base {
+		q.readID = s.Base // a gap: lost ids or a deleted expired segment
+		return segment.Record{}, errNone
+	}
+	if q.reader == nil || q.reader.Base() != s.Base || q.reader.NextID() != q.readID {
+		if q.reader != nil {
+			q.reader.Close()
+			q.reader = nil
+		}
+		r, err := segment.OpenReader(q.dir, s.Base)
+		if err != nil {
+			return segment.Record{}, err
+		}
+		q.reader = r
+		bad, err := r.SkipTo(q.readID)
+		q.countCorrupt(len(bad))
+		if err != nil {
+			return segment.Record{}, q.badStretchLocked(s, err)
+		}
+	}
+	rec, err := q.reader.Next()
+	if err == nil {
+		rec.Payload = append([]byte(nil), rec.Payload...)
+		return rec, nil
+	}
+	var ce *segment.CorruptionError
+	if errors.As(err, &ce) && !ce.Framing {
+		q.countCorrupt(1)
+		q.log.Error("skipping corrupt record", "segment", segment.Name(ce.Segment), "offset", ce.Offset, "id", ce.ID, "reason", ce.Reason)
+		q.readID++
+		q.depth--
+		return segment.Record{}, errNone
+	}
+	return segment.Record{}, q.badStretchLocked(s, err)
+}
+
+// badStretchLocked handles a segment that cannot be read past some point:
+// the ids from readID to its end are reported and skipped, never served.
+func (q *queue) badStretchLocked(s *segment.Summary, err error) error {
+	var ce *segment.CorruptionError
+	if !errors.As(err, &ce) && !errors.Is(err, io.EOF) && !errors.Is(err, segment.ErrNotFound) {
+		return fmt.Errorf("queue %s: read segment %s: %w", q.name, segment.Name(s.Base), err)
+	}
+	lost := s.LastID() - q.readID + 1
+	q.countCorrupt(int(lost))
+	q.log.Error("segment unreadable past this point; skipping the rest of it", "segment", segment.Name(s.Base),
+		"from_id", q.readID, "to_id", s.LastID(), "err", err)
+	q.depth -= int64(lost)
+	q.readID = s.LastID() + 1
+	if q.reader != nil {
+		q.reader.Close()
+		q.reader = nil
+	}
+	return errNone
+}
+
+func (q *queue) countCorrupt(n int) {
+	if n > 0 {
+		q.e.opts.Metrics.AddCorrupt(n)
+	}
+}
+
+// stats returns the queue's figures.
+func (q *queue) stats() QueueStats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st := QueueStats{
+		Queue:         q.name,
+		Depth:         q.depth,
+		NextID:        q.nextID,
+		ReadID:        q.readID,
+		EnqueuedTotal: q.enqueued.Load(),
+		DequeuedTotal: q.dequeued.Load(),
+		ExpiredTotal:  q.expired.Load(),
+		Segments:      len(q.segs),
+		DiskBytes:     q.segBytes,
+	}
+	if q.depth > 0 {
+		if r, ok := q.tail.get(q.readID); ok {
+			st.OldestEnqueuedAt = r.EnqueuedAt
+		} else {
+			// The head is on disk: the enqueue time of the first record of
+			// its segment is a lower bound, exact at segment starts.
+			for _, s := range q.segs {
+				if s.Records > 0 && s.LastID() >= q.readID {
+					st.OldestEnqueuedAt = s.FirstEnqueued
+					break
+				}
+			}
+		}
+	}
+	return st
+}
+
+// classify maps a storage error to the error the API answers with.
+func classify(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return fmt.Errorf("%w: %w", ErrWrite, err)
+}

@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+// run is the queue's commit loop: the one goroutine that writes its segment
+// and cursor files. Each turn takes everything pending — the records of the
+// batch and the cursor position — writes the records with one write, fsyncs
+// as the mode says, writes the cursor, and wakes every waiter of the batch
+// by closing one channel. Producers keep appending to the next batch while
+// this one is on disk: that is the group commit.
+func (q *queue) run() {
+	defer close(q.stopped)
+	opts := &q.e.opts
+	var syncTick <-chan time.Time
+	if opts.Fsync == FsyncInterval {
+		t := time.NewTicker(opts.FsyncInterval)
+		defer t.Stop()
+		syncTick = t.C
+	}
+	compact := time.NewTicker(opts.CompactInterval)
+	defer compact.Stop()
+	for {
+		select {
+		case <-q.wake:
+			q.commitPending()
+		case <-syncTick:
+			q.backgroundSync()
+		case <-compact.C:
+			q.compact()
+			q.commitPending() // persist a cursor the compactor moved
+		case <-q.e.closing:
+			q.mu.Lock()
+			q.closing = true
+			q.mu.Unlock()
+			q.commitPending() // what was accepted before closing is answered
+			q.shutdown()
+			return
+		}
+	}
+}
+
+// commitPending commits the pending batch and the cursor, if either has
+// anything to do.
+func (q *queue) commitPending() {
+	q.mu.Lock()
+	var b *batch
+	if len(q.pend.recs) > 0 {
+		b = q.pend
+		q.pend = &batch{done: make(chan struct{})}
+	}
+	cb := q.curWait
+	q.curWait = nil
+	target := q.readID
+	q.mu.Unlock()
+
+	if b != nil {
+		q.commitBatch(b)
+	}
+	if cb != nil || target != q.persisted {
+		q.commitCursor(target, cb)
+	}
+}
+
+// commitBatch writes one batch and answers its producers.
+func (q *queue) commitBatch(b *batch) {
+	opts := &q.e.opts
+	if err := q.prepareWrite(b.bytes); err != nil {
+		q.failBatch(b, err)
+		return
+	}
+	b.first = q.nextID
+	for i := range b.recs {
+		b.recs[i].ID = b.first + uint64(i)
+	}
+	last := b.first + uint64(len(b.recs)) - 1
+	if last >= q.hwm {
+		if err := writeHWM(q.dir, last+hwmStep); err != nil {
+			q.failBatch(b, err)
+			return
+		}
+		q.hwm = last + hwmStep
+	}
+	if err := q.writer.Append(b.recs); err != nil {
+		q.failBatch(b, err)
+		return
+	}
+	if opts.Fsync == FsyncAlways || b.sync {
+		if err := q.syncWriter(); err != nil {
+			q.failBatch(b, err)
+			return
+		}
+	} else {
+		q.dirty = true
+	}
+	opts.Metrics.ObserveBatch(len(b.recs))
+	sum := q.writer.Summary()
+	grown := sum.Bytes - q.committedSum.Bytes
+	q.committedSum = sum
+	q.nextID = last + 1
+	q.e.diskBytes.Add(grown)
+
+	q.mu.Lock()
+	q.segs[len(q.segs)-1] = sum
+	q.segBytes += grown
+	q.committed = last
+	q.depth += int64(len(b.recs))
+	q.tail.push(b.recs)
+	q.tail.dropBefore(q.readID)
+	close(q.notify) // wake long polls: one close for the whole batch
+	q.notify = make(chan struct{})
+	q.mu.Unlock()
+	q.enqueued.Add(uint64(len(b.recs)))
+	close(b.done)
+}
+
+// prepareWrite mends a writer broken by an earlier error and rotates the
+// active segment when this batch would overflow it or it is too old.
+func (q *queue) prepareWrite(size int64) error {
+	if q.writer == nil {
+		// An earlier rotation sealed the old segment but could not create
+		// the new one.
+		w, err := segment.Create(q.dir, q.nextID)
+		if err != nil {
+			return err
+		}
+		q.installWriter(w)
+	}
+	if q.writer.Broken() != nil {
+		if err := q.writer.Recover(q.committedSum); err != nil {
+			q.log.Error("segment still broken; refusing writes", "err", err)
+			return err
+		}
+		q.log.Info("segment repaired after write error", "segment", segment.Name(q.committedSum.Base), "size", q.committedSum.Bytes)
+		q.e.opts.Metrics.IncRepaired()
+	}
+	sum := q.writer.Summary()
+	if sum.Records > 0 && (sum.Bytes+size > q.e.opts.SegmentBytes || q.e.opts.Now().Sub(q.activeAt) >= q.e.opts.SegmentAge) {
+		return q.rotate()
+	}
+	return nil
+}
+
+// rotate seals the active segment and starts a new one at nextID.
+func (q *queue) rotate() error {
+	sealed, err := q.writer.Seal()
+	if err != nil {
+		return err
+	}
+	q.writer = nil
+	q.mu.Lock()
+	q.segs[len(q.segs)-1] = sealed
+	q.tail.reset()
+	q.mu.Unlock()
+	w, err := segment.Create(q.dir, q.nextID)
+	if err != nil {
+		// The sealed segment is still the newest on disk and would reopen
+		// as the active one; prepareWrite tries again before each batch.
+		return err
+	}
+	q.installWriter(w)
+	return nil
+}
+
+// installWriter makes a freshly created segment the active one.
+func (q *queue) installWriter(w *segment.Writer) {
+	q.writer = w
+	q.committedSum = w.Summary()
+	q.activeAt = q.e.opts.Now()
+	q.mu.Lock()
+	q.segs = append(q.segs, w.Summary())
+	q.mu.Unlock()
+}
+
+// syncWriter fsyncs the active segment, timing it.
+func (q *queue) syncWriter() error {
+	start := time.Now()
+	err := q.writer.Sync()
+	q.observeFsync(start)
+	if err == nil {
+		q.dirty = false
+	}
+	return err
+}
+
+func (q *queue) observeFsync(start time.Time) {
+	d := time.Since(start)
+	q.e.opts.Metrics.ObserveFsync(d)
+	if d > slowFsync {
+		q.log.Warn("slow fsync", "duration", d)
+	}
+}
+
+const slowFsync = 500 * time.Millisecond
+
+// failBatch answers a batch with err: nothing of it was stored. The writer
+// is repaired before the next write (prepareWrite).
+func (q *queue) failBatch(b *batch, err error) {
+	q.e.opts.Metrics.IncWriteError()
+	q.log.Error("group commit failed; batch not acknowledged", "messages", len(b.recs), "err", err)
+	b.err = classify(err)
+	close(b.done)
+}
+
+// commitCursor writes the read position and answers the dequeues waiting
+// for it. On failure those dequeues get an error and the position goes
+// back to the last one written, so their messages are delivered again.
+func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
+	err := q.cursor.write(target)
+	if err == nil && q.e.opts.Fsync == FsyncAlways {
+		start := time.Now()
+		err = q.cursor.sync()
+		q.observeFsync(start)
+	} else if err == nil {
+		q.dirty = true
+	}
+	if err == nil {
+		q.persisted = target
+		if cb != nil {
+			close(cb.done)
+		}
+		return
+	}
+	q.e.opts.Metrics.IncWriteError()
+	q.log.Error("cursor write failed; dequeues not acknowledged", "err", err)
+	err = classify(err)
+	q.mu.Lock()
+	// Roll back every move since the last persisted position, including
+	// moves made while this write was under way (the next cursor batch).
+	if next := q.curWait; next != nil {
+		q.curWait = nil
+		next.err = err
+		close(next.done)
+	}
+	q.rewindLocked(q.persisted)
+	q.mu.Unlock()
+	if cb != nil {
+		cb.err = err
+		close(cb.done)
+	}
+}
+
+// rewindLocked moves readID back to id, recounting depth. Counters of
+// dequeued and expired messages are not taken back: they count events.
+func (q *queue) rewindLocked(id uint64) {
+	if id >= q.readID {
+		return
+	}
+	q.readID = id
+	q.depth = 0
+	for _, s := range q.segs {
+		if s.Records > 0 && s.LastID() >= id {
+			q.depth += int64(s.LastID() - max(id, s.Base) + 1)
+		}
+	}
+	if q.reader != nil {
+		q.reader.Close()
+		q.reader = nil
+	}
+}
+
+// backgroundSync is the interval mode's periodic fsync.
+func (q *queue) backgroundSync() {
+	if !q.dirty {
+		return
+	}
+	if q.writer != nil && q.writer.Broken() == nil {
+		if err := q.syncWriter(); err != nil {
+			q.e.opts.Metrics.IncWriteError()
+			q.log.Error("background fsync failed", "err", err)
+			return
+		}
+	}
+	start := time.Now()
+	if err := q.cursor.sync(); err != nil {
+		q.e.opts.Metrics.IncWriteError()
+		q.log.Error("background cursor fsync failed", "err", err)
+		return
+	}
+	q.observeFsync(start)
+	q.dirty = false
+}
+
+// shutdown writes the final cursor and exact hwm, fsyncs and closes files.
+func (q *queue) shutdown() {
+	if q.readID != q.persisted {
+		q.commitCursor(q.readID, nil)
+	}
+	if err := q.cursor.sync(); err != nil {
+		q.log.Error("final cursor fsync failed", "err", err)
+	}
+	if err := q.cursor.close(); err != nil {
+		q.log.Error("close cursor", "err", err)
+	}
+	if q.writer == nil {
+		q.log.Error("no active segment at close; hwm left as reserved")
+	} else if err := q.writer.Close(); err != nil {
+		q.log.Error("final segment fsync failed", "err", err)
+	} else if err := writeHWM(q.dir, q.nextID); err != nil {
+		q.log.Error("final hwm write failed", "err", err)
+	}
+	q.mu.Lock()
+	if q.reader != nil {
+		q.reader.Close()
+		q.reader = nil
+	}
+	close(q.notify)
+	q.notify = make(chan struct{})
+	q.mu.Unlock()
+}

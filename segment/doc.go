@@ -1,0 +1,58 @@
+// Package segment stores a queue's messages in rotating, checksummed,
+// append-only segments built on github.com/tidwall/wal.
+//
+// # Files
+//
+// A queue directory holds one directory per segment, named by the id of its
+// first record as 20 zero-padded decimal digits:
+//
+//	<queue>/00000000000000000001/00000000000000000001   records (tidwall/wal file)
+//	<queue>/00000000000000000001/meta                   summary, written when sealed
+//	<queue>/00000000000000000001-0000004096.broken      bytes cut off a torn tail
+//	<queue>/00000000000000000001.deleting               a segment being deleted
+//
+// Every segment directory is one tidwall/wal log whose SegmentSize is so large
+// that tidwall never rotates inside it: this package rotates, by creating a new
+// directory, so that records never cross segments and reclaiming space is the
+// deletion of whole directories (tidwall's TruncateFront copies a file and is
+// kept off every path).
+//
+// # Record format
+//
+// Inside the file, tidwall/wal frames each entry as uvarint(len) followed by
+// len bytes. Each entry is one record:
+//
+//	offset  size  field
+//	0       4     CRC32C (Castagnoli) of bytes 4..end
+//	4       1     format version (1)
+//	5       8     id, uint64 little endian
+//	13      8     enqueue time, unix milliseconds, int64 little endian
+//	21      8     expiry, unix milliseconds, int64 little endian; 0 = never
+//	29      n     payload
+//
+// The n-th entry of a segment (n from 1) holds id base+n-1; a record whose
+// stored id disagrees is corrupt. tidwall/wal has no checksum of its own, so
+// the CRC is the only thing standing between a flipped bit and a client.
+//
+// # Guarantees
+//
+//   - A record is served only if its frame, CRC and id are intact.
+//   - Scan tells a torn tail (everything after the last intact record of the
+//     newest segment: a half-written frame, zero- or 0xFF-filled pages, a
+//     final record with a bad CRC) from corruption in the middle (a bad
+//     record followed by an intact one). Repair cuts a torn tail, keeps the
+//     cut bytes in a .broken file, and fsyncs the file and its directory.
+//     Corruption in the middle is reported with segment and offset and the
+//     bad record is skipped by readers, never served.
+//   - A failed write or fsync leaves the Writer broken; Recover truncates the
+//     file back to the last successful batch before anything else is written.
+//
+// # Example
+//
+//	w, err := segment.Create(queueDir, 1, segment.WriterOptions{})
+//	recs := []segment.Record{{ID: 1, EnqueuedAt: nowMs, Payload: []byte("hello")}}
+//	err = w.Append(recs) // one write syscall for the whole batch
+//	err = w.Sync()       // fsync, timed by the caller
+//	r, err := segment.OpenReader(queueDir, 1)
+//	rec, err := r.Next() // rec.ID == 1
+package segment

@@ -1,0 +1,134 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Reader reads the records of one segment in order, through its own file
+// handle with positioned reads, so it never touches tidwall/wal's state (whose
+// reads of old segments are not safe for concurrent use, upstream issue #34)
+// and can follow a segment that is still being appended to, up to the last
+// committed record. A Reader is not safe for concurrent use.
+type Reader struct {
+	f    *os.File
+	base uint64
+	buf  []byte // window of the file starting at bufAt
+	at   int64  // file offset of buf[0]
+	off  int64  // offset of the next frame
+	n    uint64 // frames consumed; the next frame holds id base+n
+	stop error  // sticky framing error: nothing after it can be framed
+}
+
+const readChunk = 64 << 10
+
+// OpenReader opens the segment with the given base id in queueDir.
+func OpenReader(queueDir string, base uint64) (*Reader, error) {
+	f, err := os.Open(DataPath(queueDir, base))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open segment %020d: %w", base, ErrNotFound)
+		}
+		return nil, fmt.Errorf("open segment %020d: %w", base, err)
+	}
+	return &Reader{f: f, base: base}, nil
+}
+
+// Base returns the id of the segment's first record.
+func (r *Reader) Base() uint64 { return r.base }
+
+// NextID returns the id the next record should have.
+func (r *Reader) NextID() uint64 { return r.base + r.n }
+
+// Offset returns the file offset of the next frame.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Close closes the file.
+func (r *Reader) Close() error { return r.f.Close() }
+
+// peek returns up to need bytes at r.off, reading the file as needed. It
+// returns fewer only at the end of the file.
+func (r *Reader) peek(need int) ([]byte, error) {
+	if r.off >= r.at && r.off+int64(need) <= r.at+int64(len(r.buf)) {
+		s := r.off - r.at
+		return r.buf[s : s+int64(need)], nil
+	}
+	size := max(need, readChunk)
+	if cap(r.buf) < size {
+		r.buf = make([]byte, size)
+	}
+	r.buf = r.buf[:size]
+	n, err := r.f.ReadAt(r.buf, r.off)
+	r.buf, r.at = r.buf[:n], r.off
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
+	}
+	return r.buf[:min(n, need)], nil
+}
+
+// Next returns the next record. At the clean end of the file it returns
+// io.EOF. A bad record is returned as a *CorruptionError: when only the
+// record is bad (CRC, version, id) the Reader has moved past it and Next
+// goes on with the following one; when the framing is bad (a length that
+// runs past the end of the file, or no length at all) the Reader cannot go
+// on and every later call returns the same error. The payload of the
+// returned record is valid until the next call.
+func (r *Reader) Next() (Record, error) {
+	if r.stop != nil {
+		return Record{}, r.stop
+	}
+	head, err := r.peek(binary.MaxVarintLen64)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(head) == 0 {
+		return Record{}, io.EOF
+	}
+	k, size := frame(head)
+	id := r.base + r.n
+	if k <= 0 || size > maxRecordSize {
+		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id, Reason: "unreadable frame length", Framing: true}
+		return Record{}, r.stop
+	}
+	entry, err := r.peek(k + int(size))
+	if err != nil {
+		return Record{}, err
+	}
+	if len(entry) < k+int(size) {
+		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
+			Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+		return Record{}, r.stop
+	}
+	at := r.off
+	r.off += int64(k) + int64(size)
+	r.n++
+	rec, err := DecodeRecord(entry[k:])
+	if err != nil {
+		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: err.Error()}
+	}
+	if rec.ID != id {
+		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: fmt.Sprintf("stored id %d", rec.ID)}
+	}
+	return rec, nil
+}
+
+// SkipTo moves the Reader forward so that the next frame holds id, reading
+// (and checking) the frames before it. Corrupt records on the way are
+// returned in bad; a framing error stops it.
+func (r *Reader) SkipTo(id uint64) (bad []*CorruptionError, err error) {
+	for r.base+r.n < id {
+		_, err := r.Next()
+		var ce *CorruptionError
+		switch {
+		case err == nil:
+		case errors.As(err, &ce) && !ce.Framing:
+			bad = append(bad, ce)
+		default:
+			return bad, err
+		}
+	}
+	return bad, nil
+}

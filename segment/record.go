@@ -1,0 +1,106 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+)
+
+// Errors of this package; compare with errors.Is.
+var (
+	// ErrCorrupt marks a record whose frame, CRC, version or id is wrong.
+	ErrCorrupt = errors.New("segment: corrupt record")
+	// ErrBroken is returned by a Writer whose last write or fsync failed and
+	// that has not been recovered since.
+	ErrBroken = errors.New("segment: writer broken by an earlier write error")
+	// ErrNotFound: no segment with that base in the queue directory.
+	ErrNotFound = errors.New("segment: not found")
+)
+
+// CorruptionError says where a bad record is. It wraps ErrCorrupt.
+type CorruptionError struct {
+	Segment uint64 // base id of the segment
+	Offset  int64  // byte offset of the record's frame in the segment file
+	ID      uint64 // id the record should have had
+	Reason  string
+	// Framing is true when the frame itself is unreadable, so nothing after
+	// Offset in this segment can be read.
+	Framing bool
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("segment %020d offset %d (id %d): %s", e.Segment, e.Offset, e.ID, e.Reason)
+}
+
+// Unwrap returns ErrCorrupt.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+const (
+	// HeaderSize is the fixed part of a record before the payload.
+	HeaderSize = 29
+	version    = 1
+	// NeverExpires is the MaxExpiry of a segment holding a record without TTL.
+	NeverExpires = math.MaxInt64
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Record is one message as stored. Payload aliases the buffer it was decoded
+// from; copy it to keep it.
+type Record struct {
+	ID         uint64
+	EnqueuedAt int64 // unix ms
+	ExpiresAt  int64 // unix ms; 0 = never
+	Payload    []byte
+}
+
+// EncodedSize is the size of r's entry, without tidwall's length prefix.
+func (r *Record) EncodedSize() int { return HeaderSize + len(r.Payload) }
+
+// AppendRecord appends the encoding of r to dst and returns the result.
+func AppendRecord(dst []byte, r *Record) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, version)
+	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.EnqueuedAt))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.ExpiresAt))
+	dst = append(dst, r.Payload...)
+	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
+	return dst
+}
+
+// DecodeRecord decodes one entry and checks its CRC and version. The returned
+// payload aliases b. The error says why a record is bad and wraps ErrCorrupt.
+func DecodeRecord(b []byte) (Record, error) {
+	if len(b) < HeaderSize {
+		return Record{}, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrCorrupt, len(b), HeaderSize)
+	}
+	if got, want := crc32.Checksum(b[4:], castagnoli), binary.LittleEndian.Uint32(b); got != want {
+		return Record{}, fmt.Errorf("%w: crc32c %08x, stored %08x", ErrCorrupt, got, want)
+	}
+	if b[4] != version {
+		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4])
+	}
+	return Record{
+		ID:         binary.LittleEndian.Uint64(b[5:]),
+		EnqueuedAt: int64(binary.LittleEndian.Uint64(b[13:])),
+		ExpiresAt:  int64(binary.LittleEndian.Uint64(b[21:])),
+		Payload:    b[HeaderSize:],
+	}, nil
+}
+
+// Expired reports whether r has expired at nowMs.
+func (r *Record) Expired(nowMs int64) bool { return r.ExpiresAt != 0 && r.ExpiresAt <= nowMs }
+
+// frame parses tidwall's uvarint length prefix at the start of b. It returns
+// the prefix size and the entry size, or n <= 0 when b holds no whole prefix.
+func frame(b []byte) (n int, size uint64) {
+	size, n = binary.Uvarint(b)
+	return n, size
+}
+
+// maxRecordSize bounds a frame's length so a corrupt prefix cannot make a
+// reader allocate gigabytes.
+const maxRecordSize = 1 << 30

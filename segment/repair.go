@@ -1,0 +1,172 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Summary describes the records of one segment. It is what the engine keeps
+// per segment as its TTL index: with LastID and MaxExpiry it can tell when a
+// whole segment is consumed or expired and delete it.
+type Summary struct {
+	Base uint64 `json:"base"`
+	// Records is the number of frames the segment holds, good or corrupt;
+	// ids Base .. Base+Records-1.
+	Records uint64 `json:"records"`
+	// Bytes is the size of the records file.
+	Bytes int64 `json:"bytes"`
+	// MaxExpiry is the largest expiry (unix ms) of its records, NeverExpires
+	// when any record has no TTL, 0 when it is empty.
+	MaxExpiry int64 `json:"max_expiry"`
+	// FirstEnqueued and LastEnqueued are the enqueue times (unix ms) of its
+	// first and last good records, 0 when it has none.
+	FirstEnqueued int64 `json:"first_enqueued"`
+	LastEnqueued  int64 `json:"last_enqueued"`
+}
+
+// LastID returns the id of the last record, Base-1 when the segment is empty.
+func (s *Summary) LastID() uint64 { return s.Base + s.Records - 1 }
+
+// add folds a good record into the summary.
+func (s *Summary) add(r *Record) {
+	exp := r.ExpiresAt
+	if exp == 0 {
+		exp = NeverExpires
+	}
+	s.MaxExpiry = max(s.MaxExpiry, exp)
+	if s.FirstEnqueued == 0 {
+		s.FirstEnqueued = r.EnqueuedAt
+	}
+	s.LastEnqueued = r.EnqueuedAt
+}
+
+// ScanResult is what Scan found in one segment.
+type ScanResult struct {
+	// Summary covers the frames up to the end of the last good record
+	// (ValidSize): what the segment holds once its torn tail is cut.
+	Summary
+	// FileSize is the size of the records file as found.
+	FileSize int64
+	// ValidSize is the offset just past the last good record.
+	ValidSize int64
+	// Corrupt lists the bad records before ValidSize: corruption in the
+	// middle, which readers skip and report.
+	Corrupt []*CorruptionError
+	// Cut is the number of bytes Repair cut off (0 after Scan).
+	Cut int64
+	// Tail is the first problem after ValidSize (nil when the file ends
+	// cleanly there): a torn tail, if this is the newest segment.
+	Tail *CorruptionError
+}
+
+// Torn reports whether the file has bytes after its last good record.
+func (s *ScanResult) Torn() bool { return s.FileSize > s.ValidSize }
+
+// Scan reads every record of a segment and checks it. It changes nothing.
+func Scan(queueDir string, base uint64) (*ScanResult, error) {
+	r, err := OpenReader(queueDir, base)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fi, err := r.f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+	}
+	res := &ScanResult{Summary: Summary{Base: base}, FileSize: fi.Size()}
+	var pending []*CorruptionError // bad records after the last good one so far
+	var pendingSummary = res.Summary
+	for {
+		rec, err := r.Next()
+		var ce *CorruptionError
+		switch {
+		case err == nil:
+			res.Corrupt = append(res.Corrupt, pending...)
+			pending = pending[:0]
+			pendingSummary.add(&rec)
+			pendingSummary.Records = r.n
+			res.Summary = pendingSummary
+			res.ValidSize = r.off
+			continue
+		case errors.As(err, &ce):
+			pending = append(pending, ce)
+			if !ce.Framing {
+				continue
+			}
+		case !errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+		}
+		break
+	}
+	if len(pending) > 0 {
+		res.Tail = pending[0]
+	}
+	res.Bytes = res.ValidSize
+	return res, nil
+}
+
+// BrokenPath returns where Repair keeps the bytes it cut off a segment.
+func BrokenPath(queueDir string, base uint64, offset int64) string {
+	return filepath.Join(queueDir, fmt.Sprintf("%020d-%010d.broken", base, offset))
+}
+
+// Repair cuts a segment's torn tail: it copies the bytes after the last good
+// record to a .broken file beside the segment (fsynced), truncates the
+// records file there, and fsyncs the file and the queue directory. It is for
+// the newest segment, whose tail may have been half written when the process
+// or the machine died; it returns the scan of the repaired segment and
+// whether anything was cut.
+func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
+	res, err := Scan(queueDir, base)
+	if err != nil {
+		return nil, false, err
+	}
+	if !res.Torn() {
+		return res, false, nil
+	}
+	path := DataPath(queueDir, base)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("repair segment %020d: %w", base, err)
+	}
+	defer f.Close()
+	cut := make([]byte, res.FileSize-res.ValidSize)
+	if _, err := f.ReadAt(cut, res.ValidSize); err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, fmt.Errorf("repair segment %020d: read tail: %w", base, err)
+	}
+	if err := writeFileSync(BrokenPath(queueDir, base, res.ValidSize), cut); err != nil {
+		return nil, false, fmt.Errorf("repair segment %020d: keep tail: %w", base, err)
+	}
+	if err := f.Truncate(res.ValidSize); err != nil {
+		return nil, false, fmt.Errorf("repair segment %020d: truncate at %d: %w", base, res.ValidSize, err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, false, fmt.Errorf("repair segment %020d: fsync: %w", base, err)
+	}
+	if err := SyncDir(queueDir); err != nil {
+		return nil, false, err
+	}
+	res.Cut = res.FileSize - res.ValidSize
+	res.FileSize = res.ValidSize
+	return res, true, nil
+}
+
+// writeFileSync creates name with data and fsyncs it.
+func writeFileSync(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
