@@ -13,9 +13,12 @@
 //	GET  /metrics              Prometheus text format
 //
 // Errors are JSON, {"error":"CODE","message":"human sentence"}, with the
-// stable codes listed in errors.go. Two codes are not named in SPEC.md:
-// 503 NOT_READY (the engine is still recovering; retry) and 400 INVALID_BODY
-// (the request body could not be read to its end).
+// stable codes listed in errors.go. Codes not named in SPEC.md: 400
+// INVALID_SYNC (?sync= is not 0, 1, true or false), 400 INVALID_QUERY (a
+// malformed query string), 400 INVALID_BODY (the request body could not be
+// read to its end) and 503 NOT_READY (the engine is still recovering; retry).
+// A request whose client went away before the engine answered is recorded
+// in the metrics with nginx's 499.
 //
 // Queue names are checked with engine.ValidQueueName before the engine sees
 // them. Gin routes on the decoded path, so "a%2Fb" becomes two path segments

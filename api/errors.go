@@ -17,6 +17,7 @@ const (
 	CodeInvalidSync      = "INVALID_SYNC"
 	CodeInvalidWait      = "INVALID_WAIT"
 	CodeInvalidBody      = "INVALID_BODY"
+	CodeInvalidQuery     = "INVALID_QUERY"
 	CodeEmptyMessage     = "EMPTY_MESSAGE"
 	CodeUnauthorized     = "UNAUTHORIZED"
 	CodeNotFound         = "NOT_FOUND"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -41,14 +42,30 @@ func queueName(c *gin.Context) (string, bool) {
 	return name, true
 }
 
+// queryParams parses the query string, or answers 400 INVALID_QUERY: a
+// malformed pair (a bad escape, a ';') must not be silently dropped, which
+// would turn "?ttl=%zz" into "no TTL".
+func queryParams(c *gin.Context) (url.Values, bool) {
+	raw := c.Request.URL.RawQuery
+	if raw == "" {
+		return nil, true
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidQuery, "the query string is malformed")
+		return nil, false
+	}
+	return q, true
+}
+
 // uintParam parses an optional query parameter as an integer in 0..max;
 // absent is 0. Signs, fractions, spaces and empty values are rejected.
-func uintParam(c *gin.Context, key string, max uint64) (uint64, bool) {
-	v, ok := c.GetQuery(key)
+func uintParam(q url.Values, key string, max uint64) (uint64, bool) {
+	vs, ok := q[key]
 	if !ok {
 		return 0, true
 	}
-	n, err := strconv.ParseUint(v, 10, 64)
+	n, err := strconv.ParseUint(vs[0], 10, 64)
 	if err != nil || n > max {
 		return 0, false
 	}
@@ -56,10 +73,13 @@ func uintParam(c *gin.Context, key string, max uint64) (uint64, bool) {
 }
 
 // boolParam parses an optional 0/1/true/false query parameter.
-func boolParam(c *gin.Context, key string) (val, ok bool) {
-	v, present := c.GetQuery(key)
-	switch {
-	case !present, v == "0", strings.EqualFold(v, "false"):
+func boolParam(q url.Values, key string) (val, ok bool) {
+	vs, present := q[key]
+	if !present {
+		return false, true
+	}
+	switch v := vs[0]; {
+	case v == "0", strings.EqualFold(v, "false"):
 		return false, true
 	case v == "1", strings.EqualFold(v, "true"):
 		return true, true
@@ -73,12 +93,16 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ttl, ok := uintParam(c, "ttl", MaxTTLSeconds)
+	q, ok := queryParams(c)
+	if !ok {
+		return
+	}
+	ttl, ok := uintParam(q, "ttl", MaxTTLSeconds)
 	if !ok {
 		abortError(c, http.StatusBadRequest, CodeInvalidTTL, "ttl must be an integer number of seconds in 0..315360000")
 		return
 	}
-	sync, ok := boolParam(c, "sync")
+	sync, ok := boolParam(q, "sync")
 	if !ok {
 		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
 		return
@@ -121,7 +145,11 @@ func (s *Server) dequeue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	wait, ok := uintParam(c, "wait", MaxWaitSeconds)
+	q, ok := queryParams(c)
+	if !ok {
+		return
+	}
+	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
 	if !ok {
 		abortError(c, http.StatusBadRequest, CodeInvalidWait, "wait must be an integer number of seconds in 0..30")
 		return
