@@ -64,15 +64,38 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 			c.seq, readID, found = seq, binary.LittleEndian.Uint64(b[8:]), true
 		}
 	}
+	if n < len(raw) {
+		// Give the file its full size now, with the position found in both
+		// slots, so that later cursor writes never need a new block: a
+		// dequeue must keep working on a full disk.
+		for slot := 0; slot < 2; slot++ {
+			c.encode(raw[slot*cursorSlotSize:], c.seq, readID)
+		}
+		_, err = f.WriteAt(raw[:], 0)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err == nil {
+			err = segment.SyncDir(queueDir)
+		}
+		if err != nil {
+			f.Close()
+			return nil, 0, false, fmt.Errorf("initialize cursor %s: %w", path, err)
+		}
+	}
 	return c, readID, !found && n > 0, nil
+}
+
+func (c *cursorFile) encode(b []byte, seq, readID uint64) {
+	binary.LittleEndian.PutUint64(b[0:], seq)
+	binary.LittleEndian.PutUint64(b[8:], readID)
+	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], crcTable))
 }
 
 // write stores readID in the next slot; it does not fsync.
 func (c *cursorFile) write(readID uint64) error {
 	seq := c.seq + 1
-	binary.LittleEndian.PutUint64(c.buf[0:], seq)
-	binary.LittleEndian.PutUint64(c.buf[8:], readID)
-	binary.LittleEndian.PutUint32(c.buf[16:], crc32.Checksum(c.buf[:16], crcTable))
+	c.encode(c.buf[:], seq, readID)
 	if _, err := c.f.WriteAt(c.buf[:], int64(seq%2)*cursorSlotSize); err != nil {
 		return fmt.Errorf("write cursor %s: %w", c.path, err)
 	}

@@ -175,16 +175,17 @@ func TestTTLSkipAndReclaim(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	// The compactor deletes the expired sealed segments.
 	deadline := time.Now().Add(5 * time.Second)
+	var bases []uint64
 	for {
 		st, _ = e.Stats("q")
-		if st.Segments == 1 || time.Now().After(deadline) {
+		var err error
+		if bases, err = segment.List(filepath.Join(dir, "q")); err != nil {
+			t.Fatal(err)
+		}
+		if (st.Segments == 1 && len(bases) == 1) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	bases, err := segment.List(filepath.Join(dir, "q"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	if len(bases) != 1 || st.Segments != 1 {
 		t.Fatalf("expired segments not deleted: on disk %v, stats %+v", bases, st)

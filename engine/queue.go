@@ -133,12 +133,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		q.segBytes += sum.Bytes
 	}
 
-	// The newest segment: repair it and open it for appending, or start a
-	// new one where ids must jump past the hwm.
-	var lastID uint64
-	if len(q.segs) > 0 {
-		lastID = q.segs[len(q.segs)-1].LastID()
-	}
+	// The newest segment: repair its torn tail and open it for appending.
 	var res *segment.ScanResult
 	if len(bases) > 0 {
 		base := bases[len(bases)-1]
@@ -154,33 +149,15 @@ func openQueue(e *Engine, name string) (*queue, error) {
 				"offset", res.ValidSize, "cut_bytes", res.Cut,
 				"reason", res.Tail.Reason, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
 		}
-		lastID = res.LastID()
 	}
-	next := max(lastID+1, hwm, readID, 1)
-	switch {
-	case res != nil && next == res.LastID()+1:
+	if res != nil {
 		w, err := segment.OpenWriter(dir, res)
 		if err != nil {
 			return nil, err
 		}
 		q.writer = w
-	default:
-		if res != nil {
-			if res.Records == 0 {
-				if err := segment.Remove(dir, res.Base); err != nil {
-					return nil, err
-				}
-			} else {
-				q.log.Warn("ids continue past the high-water mark; newest records were lost before", "last_id_on_disk", res.LastID(), "next_id", next)
-				sum := res.Summary
-				if err := segment.WriteMeta(dir, &sum); err != nil {
-					return nil, err
-				}
-				q.segs = append(q.segs, sum)
-				q.segBytes += sum.Bytes
-			}
-		}
-		w, err := segment.Create(dir, next)
+	} else {
+		w, err := segment.Create(dir, max(hwm, readID, 1))
 		if err != nil {
 			return nil, err
 		}
@@ -191,8 +168,16 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	q.segBytes += active.Bytes
 	q.committedSum = active
 	q.activeAt = e.opts.Now()
-	q.nextID = q.writer.NextID()
+	// Ids go on past everything ever acknowledged; if that is beyond the
+	// newest segment (its tail or the segment itself was lost), the first
+	// write starts a new segment there (prepareWrite), so that opening
+	// needs no disk space.
+	q.nextID = max(q.writer.NextID(), hwm, readID, 1)
 	q.committed = q.nextID - 1
+	if q.nextID != q.writer.NextID() {
+		q.log.Warn("ids continue past the high-water mark; the newest records were lost before this start",
+			"last_id_on_disk", q.writer.NextID()-1, "next_id", q.nextID)
+	}
 	if q.hwm < q.nextID {
 		q.hwm = q.nextID
 	}

@@ -138,6 +138,11 @@ func (q *queue) prepareWrite(size int64) error {
 		q.e.opts.Metrics.IncRepaired()
 	}
 	sum := q.writer.Summary()
+	if q.nextID != q.writer.NextID() {
+		// Ids jump past the high-water mark (newest records were lost
+		// before the last start): they continue in a new segment.
+		return q.rotate()
+	}
 	if sum.Records > 0 && (sum.Bytes+size > q.e.opts.SegmentBytes || q.e.opts.Now().Sub(q.activeAt) >= q.e.opts.SegmentAge) {
 		return q.rotate()
 	}
@@ -149,6 +154,9 @@ func (q *queue) rotate() error {
 	sealed, err := q.writer.Seal()
 	if err != nil {
 		return err
+	}
+	if err := segment.WriteMeta(q.dir, &sealed); err != nil {
+		q.log.Warn("sealed segment has no meta; the next open will scan it", "err", err)
 	}
 	q.writer = nil
 	q.mu.Lock()
@@ -294,6 +302,13 @@ func (q *queue) shutdown() {
 	}
 	if err := q.cursor.close(); err != nil {
 		q.log.Error("close cursor", "err", err)
+	}
+	if q.writer != nil && q.writer.Broken() != nil {
+		// Cut what the failed batch left in the file, so that the next
+		// open finds no torn tail (on a full disk it could not keep one).
+		if err := q.writer.Recover(q.committedSum); err != nil {
+			q.log.Error("could not repair segment at close; the next open will", "err", err)
+		}
 	}
 	if q.writer == nil {
 		q.log.Error("no active segment at close; hwm left as reserved")

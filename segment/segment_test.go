@@ -29,7 +29,11 @@ func writeSegment(t testing.TB, dir string, base uint64, n int, seal bool) (offs
 		}
 	}
 	if seal {
-		if _, err := w.Seal(); err != nil {
+		sum, err := w.Seal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteMeta(dir, &sum); err != nil {
 			t.Fatal(err)
 		}
 	} else if err := w.Close(); err != nil {

@@ -200,8 +200,10 @@ func (w *Writer) Recover(to Summary) error {
 	return nil
 }
 
-// Seal fsyncs and closes the segment and writes its summary beside it, so
-// that it is never appended to again and reopens without a scan.
+// Seal fsyncs and closes the segment, which is never appended to again.
+// The caller should then store its summary with WriteMeta so that it reopens
+// without a scan; that needs disk space, and a segment without meta is only
+// slower to open.
 func (w *Writer) Seal() (Summary, error) {
 	if w.broken != nil {
 		return w.sum, fmt.Errorf("seal segment %020d: %w", w.sum.Base, ErrBroken)
@@ -210,12 +212,15 @@ func (w *Writer) Seal() (Summary, error) {
 		return w.sum, err
 	}
 	if err := w.log.Close(); err != nil {
+		w.broken = err
 		return w.sum, fmt.Errorf("seal segment %020d: %w", w.sum.Base, err)
 	}
 	w.log = nil
-	w.broken = errors.New("sealed")
-	return w.sum, WriteMeta(w.queueDir, &w.sum)
+	w.broken = errSealed
+	return w.sum, nil
 }
+
+var errSealed = errors.New("segment: sealed")
 
 // Close fsyncs (unless broken) and closes the segment without sealing it.
 func (w *Writer) Close() error {
