@@ -32,7 +32,8 @@ const (
 	CodeDiskFull         = "DISK_FULL"
 )
 
-// ErrorBody is the JSON body of every error response.
+// ErrorBody is the JSON body of every error response. It is a plain value,
+// safe to copy.
 type ErrorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`

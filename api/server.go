@@ -107,14 +107,17 @@ type Server struct {
 	stopPolls context.CancelFunc
 }
 
-// New builds a Server for eng, serving the metrics of gather on /metrics and
-// recording its own in httpMetrics (nil records nothing). eng may be nil
+// New builds a Server for eng, serving the metrics of gather on /metrics (nil
+// serves none) and recording its own in httpMetrics (nil records nothing). eng may be nil
 // while the engine is still recovering: /readyz then answers 503 and /api/*
 // 503 NOT_READY until SetEngine is called. New loads the TLS key pair, so a
 // bad certificate is reported at start rather than at the first handshake.
 func New(cfg Config, eng *engine.Engine, gather prometheus.Gatherer, httpMetrics *metrics.HTTP) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
+	}
+	if gather == nil {
+		gather = prometheus.NewRegistry() // /metrics then serves nothing, rather than panicking
 	}
 	s := &Server{
 		cfg:    cfg,
