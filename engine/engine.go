@@ -167,9 +167,15 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 
 // Dequeue pops the next unexpired message of queue, waiting up to wait for
 // one to arrive. ok is false when none came, ctx was cancelled or the engine
-// is closing. The cursor move is persisted before Dequeue returns. The
+// began closing during the wait; a call made after Close fails with
+// ErrClosed. The cursor move is persisted before Dequeue returns. The
 // returned Body must not be modified.
 func (e *Engine) Dequeue(ctx context.Context, queue string, wait time.Duration) (msg Message, ok bool, err error) {
+	select {
+	case <-e.closing:
+		return Message{}, false, ErrClosed
+	default:
+	}
 	var timer <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)

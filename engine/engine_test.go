@@ -416,6 +416,9 @@ func TestCloseIsFinalAndFast(t *testing.T) {
 	if _, err := e.Enqueue(context.Background(), "q", []byte("x"), EnqueueOptions{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Enqueue after Close: %v", err)
 	}
+	if _, _, err := e.Dequeue(context.Background(), "q", 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Dequeue after Close: %v", err)
+	}
 }
 
 func TestMetricsCorruptCounter(t *testing.T) {
