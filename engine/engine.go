@@ -33,7 +33,7 @@ type Engine struct {
 	mu      sync.RWMutex
 	queues  map[string]*queue
 	failed  map[string]error // queues whose recovery failed; served as unavailable
-	created chan struct{} // closed and replaced when a queue is created
+	created chan struct{}    // closed and replaced when a queue is created
 
 	closing   chan struct{}
 	closeOnce sync.Once

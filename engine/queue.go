@@ -59,13 +59,14 @@ type queue struct {
 	activeAt  time.Time       // when the active segment was created or opened
 
 	// Owned by the commit loop.
-	writer    *segment.Writer
+	writer       *segment.Writer
 	committedSum segment.Summary // writer summary as of the last acknowledged batch
-	cursor    *cursorFile
-	hwm       uint64
-	dirty     bool // written since the last fsync (interval mode)
-	wake      chan struct{}
-	stopped   chan struct{}
+	cursor       *cursorFile
+	hwm          uint64
+	dirty        bool             // written since the last fsync (interval mode)
+	spare        []segment.Record // a committed batch's slice, reused by the next
+	wake         chan struct{}
+	stopped      chan struct{}
 
 	enqueued, dequeued, expired atomic.Uint64
 }

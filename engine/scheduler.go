@@ -50,7 +50,8 @@ func (q *queue) commitPending() {
 	var b *batch
 	if len(q.pend.recs) > 0 {
 		b = q.pend
-		q.pend = &batch{done: make(chan struct{})}
+		q.pend = &batch{done: make(chan struct{}), recs: q.spare}
+		q.spare = nil
 	}
 	cb := q.curWait
 	q.curWait = nil
@@ -59,6 +60,11 @@ func (q *queue) commitPending() {
 
 	if b != nil {
 		q.commitBatch(b)
+		// Producers read only first and err once done is closed, so the
+		// record slice can carry the next batch.
+		clear(b.recs)
+		q.spare = b.recs[:0]
+		b.recs = nil
 	}
 	if cb != nil || target != q.persisted {
 		q.commitCursor(target, cb)
@@ -136,6 +142,14 @@ func (q *queue) prepareWrite(size int64) error {
 		}
 		q.log.Info("segment repaired after write error", "segment", segment.Name(q.committedSum.Base), "size", q.committedSum.Bytes)
 		q.e.opts.Metrics.IncRepaired()
+		// A reader's buffer may hold bytes of the failed batch that the
+		// repair cut and the next batch will overwrite.
+		q.mu.Lock()
+		if q.reader != nil && q.reader.Base() == q.committedSum.Base {
+			q.reader.Close()
+			q.reader = nil
+		}
+		q.mu.Unlock()
 	}
 	sum := q.writer.Summary()
 	if q.nextID != q.writer.NextID() {
