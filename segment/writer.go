@@ -28,7 +28,7 @@ type Writer struct {
 
 func walOptions() *wal.Options {
 	return &wal.Options{
-		NoSync:           true,                // the engine decides when to fsync
+		NoSync:           true,               // the engine decides when to fsync
 		SegmentSize:      math.MaxInt64 >> 1, // this package rotates, never tidwall
 		SegmentCacheSize: 1,
 		LogFormat:        wal.Binary,
