@@ -1,0 +1,2 @@
+-- GET (dequeue) the next message.
+wrk.method = "GET"

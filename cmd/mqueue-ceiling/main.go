@@ -1,0 +1,219 @@
+// Command mqueue-ceiling is the performance ceiling of mqueue's HTTP layer:
+// a bare Gin server with the same routes, status codes, headers, JSON shapes
+// and server timeouts as mqueue, and no queue behind them. A POST reads its
+// body and answers 201 with the next id of a counter; a GET answers 200 with
+// a fixed 100-byte body and the headers of a dequeue. cmd/mqueue-bench runs
+// it beside mqueue so that throughput is reported as a ratio to it, which
+// holds still on a noisy machine where absolute numbers do not.
+//
+// It deliberately has none of mqueue's middleware (metrics, drain gate,
+// panic recovery, auth): the gap between the two is the price of those plus
+// the engine.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Server timeouts: the values of api/server.go.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 45 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	maxMessageBytes   = 1 << 20
+)
+
+// getBody is what every GET returns: 100 bytes, the size of the benchmark's
+// messages.
+var getBody = []byte(`{"event":"order.created","order":123456,"customer":"c-000042","items":3,"total":"59.90","pad":"xxx"}`)
+
+var (
+	hdrJSON        = []string{"application/json; charset=utf-8"}
+	hdrOctetStream = []string{"application/octet-stream"}
+	hdrNoStore     = []string{"no-store"}
+	hdrNoSniff     = []string{"nosniff"}
+	hdrGetLen      = []string{strconv.Itoa(len(getBody))}
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8089", "listen `address`")
+	pprofAddr := flag.String("pprof", "", "listen `address` for net/http/pprof; empty = off")
+	flag.Parse()
+	if err := run(*addr, *pprofAddr); err != nil {
+		fmt.Fprintln(os.Stderr, "mqueue-ceiling:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, pprofAddr string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go func() { _ = http.ListenAndServe(pprofAddr, mux) }() //nolint:gosec // loopback, bench only
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           newRouter(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	log.Printf("mqueue-ceiling listening on %s", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ceiling holds the id counter, the one piece of state.
+type ceiling struct {
+	next atomic.Uint64
+}
+
+func newRouter() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.NoRoute(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"error": "NOT_FOUND", "message": "no such route"})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, gin.H{"error": "METHOD_NOT_ALLOWED", "message": "method not allowed on this route"})
+	})
+	ok := func(c *gin.Context) { c.String(http.StatusOK, "ok") }
+	r.GET("/healthz", ok)
+	r.GET("/readyz", ok)
+	s := &ceiling{}
+	r.POST("/api/queue", s.enqueue)
+	r.POST("/api/queue/:name", s.enqueue)
+	r.GET("/api/queue", s.dequeue)
+	r.GET("/api/queue/:name", s.dequeue)
+	return r
+}
+
+// queueName mirrors api.queueName (without importing the engine).
+func queueName(c *gin.Context) (string, bool) {
+	name := c.Param("name")
+	if c.FullPath() == "/api/queue" {
+		name = "default"
+	}
+	if !validQueueName(name) {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "INVALID_QUEUE_NAME", "message": "bad queue name"})
+		return "", false
+	}
+	return name, true
+}
+
+// validQueueName is engine.ValidQueueName: ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$.
+func validQueueName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// enqueue reads the body like api.readBody and answers like api's enqueue.
+func (s *ceiling) enqueue(c *gin.Context) {
+	name, ok := queueName(c)
+	if !ok {
+		return
+	}
+	r := c.Request
+	var body []byte
+	if n := r.ContentLength; n > 0 && n <= maxMessageBytes {
+		body = make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "INVALID_BODY", "message": "unreadable body"})
+			return
+		}
+	} else {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r.Body, maxMessageBytes+1)); err != nil {
+			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "INVALID_BODY", "message": "unreadable body"})
+			return
+		}
+	}
+	if len(body) == 0 || len(body) > maxMessageBytes {
+		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "EMPTY_MESSAGE", "message": "bad body size"})
+		return
+	}
+	id := s.next.Add(1)
+
+	var buf [128]byte
+	out := append(buf[:0], `{"queue":"`...)
+	out = append(out, name...)
+	out = append(out, `","id":`...)
+	idAt := len(out)
+	out = strconv.AppendUint(out, id, 10)
+	idStr := string(out[idAt:])
+	out = append(out, '}')
+	h := c.Writer.Header()
+	h["X-Message-Id"] = []string{idStr}
+	h["Content-Type"] = hdrJSON
+	c.Writer.WriteHeader(http.StatusCreated)
+	_, _ = c.Writer.Write(out)
+}
+
+// dequeue answers like api's dequeue of a message without a TTL.
+func (s *ceiling) dequeue(c *gin.Context) {
+	if _, ok := queueName(c); !ok {
+		return
+	}
+	id := s.next.Add(1)
+	h := c.Writer.Header()
+	h["Cache-Control"] = hdrNoStore
+	h["X-Message-Id"] = []string{strconv.FormatUint(id, 10)}
+	h["X-Enqueued-At"] = []string{strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	h["Content-Type"] = hdrOctetStream
+	h["X-Content-Type-Options"] = hdrNoSniff
+	h["Content-Length"] = hdrGetLen
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(getBody)
+}
