@@ -37,6 +37,12 @@ func (s *Server) readBody(c *gin.Context) ([]byte, bool) {
 			s.bodyError(c, err)
 			return nil, false
 		}
+		// The read that filled buf also saw the end of the body. Closing
+		// it now tells net/http so: otherwise, when the response header is
+		// written, it drains the body once more through io.CopyN (an
+		// allocation and a read per request) before it reuses the
+		// connection.
+		_ = r.Body.Close()
 		return buf, true
 	}
 

@@ -121,22 +121,25 @@ func (s *Server) enqueue(c *gin.Context) {
 	}
 
 	// Hand-built JSON: the name is validated (no escaping needed) and this
-	// is the hot path.
+	// is the hot path. The body is built as one string whose id digits are
+	// also the X-Message-Id value: two allocations in all (the string and
+	// the header's slice).
 	var buf [128]byte
 	out := append(buf[:0], `{"queue":"`...)
 	out = append(out, name...)
 	out = append(out, `","id":`...)
 	idAt := len(out)
 	out = strconv.AppendUint(out, id, 10)
-	idStr := string(out[idAt:])
+	idEnd := len(out)
 	out = append(out, '}')
+	resp := string(out)
 
 	// net/http adds the Content-Length of so short a body itself.
 	h := c.Writer.Header()
-	h["X-Message-Id"] = []string{idStr}
+	h["X-Message-Id"] = []string{resp[idAt:idEnd]}
 	h["Content-Type"] = hdrJSON
 	c.Writer.WriteHeader(http.StatusCreated)
-	_, _ = c.Writer.Write(out)
+	_, _ = c.Writer.WriteString(resp)
 }
 
 // dequeue serves GET /api/queue[/{name}].
@@ -176,16 +179,41 @@ func (s *Server) dequeue(c *gin.Context) {
 		c.Writer.WriteHeader(http.StatusNoContent)
 		return
 	}
-	h["X-Message-Id"] = []string{strconv.FormatUint(msg.ID, 10)}
-	h["X-Enqueued-At"] = []string{strconv.FormatInt(msg.EnqueuedAt.UnixMilli(), 10)}
-	if !msg.ExpiresAt.IsZero() {
-		h["X-Expires-At"] = []string{strconv.FormatInt(msg.ExpiresAt.UnixMilli(), 10)}
-	}
+	setMessageHeaders(h, &msg)
 	h["Content-Type"] = hdrOctetStream
 	h["X-Content-Type-Options"] = hdrNoSniff
-	h["Content-Length"] = []string{strconv.Itoa(len(msg.Body))}
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(msg.Body)
+}
+
+// setMessageHeaders sets X-Message-Id, X-Enqueued-At, X-Expires-At (with a
+// TTL) and Content-Length of a dequeued message with two allocations, not
+// eight: the numbers are formatted into one string that the values slice,
+// and the header slices share one backing array. Each value slice has its
+// capacity capped at 1, so an append by anyone copies instead of clobbering
+// its neighbour.
+func setMessageHeaders(h http.Header, msg *engine.Message) {
+	var buf [96]byte
+	b := strconv.AppendUint(buf[:0], msg.ID, 10)
+	idEnd := len(b)
+	b = strconv.AppendInt(b, msg.EnqueuedAt.UnixMilli(), 10)
+	encEnd := len(b)
+	b = strconv.AppendInt(b, int64(len(msg.Body)), 10)
+	lenEnd := len(b)
+	expires := !msg.ExpiresAt.IsZero()
+	if expires {
+		b = strconv.AppendInt(b, msg.ExpiresAt.UnixMilli(), 10)
+	}
+	s := string(b)
+	vals := make([]string, 4)
+	vals[0], vals[1], vals[2] = s[:idEnd], s[idEnd:encEnd], s[encEnd:lenEnd]
+	h["X-Message-Id"] = vals[0:1:1]
+	h["X-Enqueued-At"] = vals[1:2:2]
+	h["Content-Length"] = vals[2:3:3]
+	if expires {
+		vals[3] = s[lenEnd:]
+		h["X-Expires-At"] = vals[3:4:4]
+	}
 }
 
 // statsResponse is the body of GET /api/stats.

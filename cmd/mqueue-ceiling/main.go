@@ -173,6 +173,7 @@ func (s *ceiling) enqueue(c *gin.Context) {
 			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "INVALID_BODY", "message": "unreadable body"})
 			return
 		}
+		_ = r.Body.Close() // as api.readBody: spares net/http a drain of the body
 	} else {
 		var err error
 		if body, err = io.ReadAll(io.LimitReader(r.Body, maxMessageBytes+1)); err != nil {
@@ -192,13 +193,14 @@ func (s *ceiling) enqueue(c *gin.Context) {
 	out = append(out, `","id":`...)
 	idAt := len(out)
 	out = strconv.AppendUint(out, id, 10)
-	idStr := string(out[idAt:])
+	idEnd := len(out)
 	out = append(out, '}')
+	resp := string(out)
 	h := c.Writer.Header()
-	h["X-Message-Id"] = []string{idStr}
+	h["X-Message-Id"] = []string{resp[idAt:idEnd]}
 	h["Content-Type"] = hdrJSON
 	c.Writer.WriteHeader(http.StatusCreated)
-	_, _ = c.Writer.Write(out)
+	_, _ = c.Writer.WriteString(resp)
 }
 
 // dequeue answers like api's dequeue of a message without a TTL.
@@ -209,8 +211,16 @@ func (s *ceiling) dequeue(c *gin.Context) {
 	id := s.next.Add(1)
 	h := c.Writer.Header()
 	h["Cache-Control"] = hdrNoStore
-	h["X-Message-Id"] = []string{strconv.FormatUint(id, 10)}
-	h["X-Enqueued-At"] = []string{strconv.FormatInt(time.Now().UnixMilli(), 10)}
+	// The same two allocations as api.setMessageHeaders.
+	var buf [64]byte
+	b := strconv.AppendUint(buf[:0], id, 10)
+	idEnd := len(b)
+	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	str := string(b)
+	vals := make([]string, 2)
+	vals[0], vals[1] = str[:idEnd], str[idEnd:]
+	h["X-Message-Id"] = vals[0:1:1]
+	h["X-Enqueued-At"] = vals[1:2:2]
 	h["Content-Type"] = hdrOctetStream
 	h["X-Content-Type-Options"] = hdrNoSniff
 	h["Content-Length"] = hdrGetLen
