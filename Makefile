@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Directories gofmt looks at: every Go file we own, none that Go tooling skips.
 GOFILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './data/*' -not -path './bin/*' -not -path '*/testdata/*')
 
-.PHONY: all build run test bench fmt fmtcheck vet lint clean help
+.PHONY: all build run test bench bench-scale fmt fmtcheck vet lint clean help
 
 all: build
 
@@ -15,7 +15,8 @@ help:
 	@echo 'make build   build $(BIN) (version $(VERSION))'
 	@echo 'make run     build, then serve on :8088 with data in ./data'
 	@echo 'make test    gofmt check, go vet, go test -race (unit and end-to-end)'
-	@echo 'make bench   micro-benchmarks of segment/ and engine/'
+	@echo 'make bench   micro-benchmarks, then wrk: mqueue vs a bare-Gin ceiling (needs wrk)'
+	@echo 'make bench-scale  throughput, RSS, restart with a 10M-message backlog'
 	@echo 'make fmt     gofmt -w the tree'
 	@echo 'make lint    gofmt check + go vet'
 	@echo 'make clean   remove bin/'
@@ -32,10 +33,22 @@ run: build
 test: fmtcheck vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# Placeholder: the micro-benchmarks only. The full load benchmark (wrk
-# against a running node) is a later issue.
+# The micro-benchmarks (segment, engine, api), then the load benchmark:
+# wrk against mqueue in each fsync mode and against the bare-Gin ceiling,
+# alternated, medians of 3 rounds; one table with both (~12 min). It needs
+# wrk (apt-get install -y wrk). BENCHFLAGS passes flags, e.g. -quick.
+# docs/PERFORMANCE.md has the figures and how to read them.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/ ./api/ > bin/gobench.txt 2>&1; \
+		rc=$$?; cat bin/gobench.txt; exit $$rc
+	$(GO) run ./cmd/mqueue-bench -gobench bin/gobench.txt -out bin/bench.md $(BENCHFLAGS)
+
+# The 10-million-message backlog (~1.3 GB, loaded through the engine):
+# throughput, RSS and restart time with it against an empty queue.
+bench-scale:
+	@mkdir -p bin
+	$(GO) run ./cmd/mqueue-bench -http=false -gobench off -scale -out bin/bench-scale.md $(BENCHFLAGS)
 
 fmt:
 	gofmt -w $(GOFILES)

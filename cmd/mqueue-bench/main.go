@@ -295,6 +295,7 @@ type runResult struct {
 	cpuPerReq      time.Duration
 	msgsPerBatch   float64 // -1 when unknown
 	fsyncsPerSec   float64
+	fsyncMean      time.Duration // -1 when unknown
 	depthLeft      int64 // -1 when unknown
 	rssAfter       int64
 	hwm            int64
@@ -315,7 +316,7 @@ func (b *bench) start(t target, dataDir string, extra ...string) (*server, error
 
 // measure runs wrk against a started server and gathers the counters.
 func (b *bench) measure(s *server, isMqueue bool, op string, conns int) (runResult, error) {
-	res := runResult{allocsPerReq: -1, msgsPerBatch: -1, fsyncsPerSec: -1, depthLeft: -1}
+	res := runResult{allocsPerReq: -1, msgsPerBatch: -1, fsyncsPerSec: -1, fsyncMean: -1, depthLeft: -1}
 	script, path := b.postLua, "/api/queue/"+benchQueue
 	if op == "dequeue" {
 		script = b.getLua
@@ -358,6 +359,9 @@ func (b *bench) measure(s *server, isMqueue bool, op string, conns int) (runResu
 			res.msgsPerBatch = (m1.BatchMsgs - m0.BatchMsgs) / nb
 		}
 		res.fsyncsPerSec = (m1.Fsyncs - m0.Fsyncs) / max(w.Seconds, b.cfg.duration.Seconds())
+		if n := m1.Fsyncs - m0.Fsyncs; n > 0 {
+			res.fsyncMean = time.Duration((m1.FsyncSecs - m0.FsyncSecs) / n * 1e9)
+		}
 		if res.depthLeft, err = s.depth(benchQueue); err != nil {
 			return res, err
 		}
@@ -454,6 +458,9 @@ func summarize(section, name, cas string, rs, ref []runResult, isRef bool) row {
 	}
 	if f := pick(func(x runResult) float64 { return x.fsyncsPerSec }); f >= 0 {
 		r.notes = append(r.notes, fmt.Sprintf("%.0f fsyncs/s", f))
+	}
+	if f := pick(func(x runResult) float64 { return float64(x.fsyncMean) }); f > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("mean fsync %s", fmtDur(time.Duration(f))))
 	}
 	r.notes = append(r.notes, fmt.Sprintf("%.2f ctx switches/req", pick(func(x runResult) float64 { return x.volSwitchReq })))
 	return r
