@@ -296,7 +296,7 @@ type runResult struct {
 	msgsPerBatch   float64 // -1 when unknown
 	fsyncsPerSec   float64
 	fsyncMean      time.Duration // -1 when unknown
-	depthLeft      int64 // -1 when unknown
+	depthLeft      int64         // -1 when unknown
 	rssAfter       int64
 	hwm            int64
 	rssReady       int64
