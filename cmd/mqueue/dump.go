@@ -140,11 +140,11 @@ func newDumpFlags(o *dumpOptions) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&o.data, "data", "./data", "data `directory`, one subdirectory per queue (read only; the lock is not taken)")
-	fs.StringVar(&o.queue, "queue", "", "dump only this `queue` (default: every queue, in name order)")
+	fs.StringVar(&o.queue, "queue", "", "dump only the queue of this `name`; empty = every queue, in name order")
 	fs.Uint64Var(&o.from, "from", 0, "hide records below this `id`; segments entirely below it are not read")
-	fs.IntVar(&o.limit, "limit", 0, "stop after this many record lines in total, 0 = no limit")
+	fs.IntVar(&o.limit, "limit", 0, "stop after `N` record lines (good or bad) in total, 0 = no limit")
 	fs.BoolVar(&o.json, "json", false, "print JSON Lines instead of text")
-	fs.BoolVar(&o.verify, "verify", false, "exit 1 if a bad record, framing error, torn tail or corrupt cursor/hwm is found, listing each on stderr")
+	fs.BoolVar(&o.verify, "verify", false, "exit 1 if a bad record, framing error, torn tail or corrupt cursor/hwm is found, listing each on stderr (the dump still goes to stdout)")
 	fs.BoolVar(&o.payload, "payload", false, "with --json, add each payload in full as payload_base64")
 	return fs
 }
@@ -703,8 +703,9 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 				st.tailAt = ce.Offset
 			}
 			frameBytes := r.Offset() - ce.Offset
+			reason := reasonText(ce)
 			stored := d.readStored(raw, ce.Offset, frameBytes)
-			if stored == nil && st.run != nil && st.run.Reason == ce.Reason && st.run.Offset+st.run.Bytes == ce.Offset {
+			if stored == nil && st.run != nil && st.run.Reason == reason && st.run.Offset+st.run.Bytes == ce.Offset {
 				// Zero-filled pages are a frame per byte: one line for the run.
 				st.run.Count++
 				st.run.LastID = ce.ID
@@ -713,13 +714,13 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.flushRun(st)
 			ev := &corruptEvent{Type: "corrupt", Queue: queue, Segment: base, Offset: ce.Offset, ID: ce.ID,
-				Kind: "record", Count: 1, LastID: ce.ID, Bytes: frameBytes, Reason: ce.Reason, Stored: stored}
+				Kind: "record", Count: 1, LastID: ce.ID, Bytes: frameBytes, Reason: reason, Stored: stored}
 			if stored == nil {
 				st.run = ev // printed when the run ends
 				continue
 			}
 			st.problems = append(st.problems, problem{offset: ce.Offset, text: fmt.Sprintf(
-				"queue %s segment %s offset %d: bad record (id %d): %s", queue, name, ce.Offset, ce.ID, ce.Reason)})
+				"queue %s segment %s offset %d: bad record (id %d): %s", queue, name, ce.Offset, ce.ID, reason)})
 			if ce.ID < d.opts.from {
 				continue
 			}
@@ -737,6 +738,12 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			return false, false
 		}
 	}
+}
+
+// reasonText is a CorruptionError's reason without the "segment: corrupt
+// record: " that every bad record's reason starts with.
+func reasonText(ce *segment.CorruptionError) string {
+	return strings.TrimPrefix(ce.Reason, segment.ErrCorrupt.Error()+": ")
 }
 
 // flushRun prints a pending run of short bad frames.

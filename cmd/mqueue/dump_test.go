@@ -261,6 +261,63 @@ func TestDumpGoldenSegments(t *testing.T) {
 	}
 }
 
+// TestDumpGoldenCorrupt pins the format of what a damaged directory looks
+// like: a bad record in the middle (its header and payload still shown), a
+// zero-filled torn tail, a .broken file and an interrupted deletion; text,
+// JSON and --verify's stderr.
+func TestDumpGoldenCorrupt(t *testing.T) {
+	f := buildDataDir(t, t.TempDir())
+	flipByte(t, f.segFile(1), f.payloadOffset(3)+70) // past the preview
+	appendBytes(t, f.segFile(5), make([]byte, 16))
+	writeFile(t, segment.BrokenPath(f.orders, 5, 87), []byte("cut off"))
+	if err := os.Mkdir(segment.Dir(f.orders, 9)+".deleting", 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"corrupt", nil},
+		{"corrupt_json", []string{"--json"}},
+		{"corrupt_verify_stderr", []string{"--verify"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := dumpOut(t, append([]string{"--data", f.data, "--queue", "orders"}, tc.args...)...)
+			if tc.name == "corrupt_verify_stderr" {
+				if code != 1 {
+					t.Errorf("exit %d, want 1", code)
+				}
+				checkGolden(t, tc.name, []byte(errOut))
+				return
+			}
+			if code != 0 || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			checkGolden(t, tc.name, []byte(out))
+		})
+	}
+}
+
+// TestDumpIOError: a read error (here a directory where the records file
+// should be) is reported on stdout and stderr and fails the command even
+// without --verify; the dump goes on with the next segment.
+func TestDumpIOError(t *testing.T) {
+	f := buildDataDir(t, t.TempDir())
+	remove(t, f.segFile(1))
+	if err := os.Mkdir(f.segFile(1), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := dumpOut(t, "--data", f.data)
+	if code != 1 || !strings.Contains(errOut, "queue orders segment "+segment.Name(1)+" offset 0: read segment") {
+		t.Errorf("exit %d, stderr %q; want 1 and the segment named", code, errOut)
+	}
+	for _, want := range []string{"    error: queue orders segment 00000000000000000001 offset 0: read segment", "record offset=0 id=5 ", " errors=1 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dump lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // treeFiles maps each regular file under root to a hash of its bytes.
 func treeFiles(t testing.TB, root string) map[string]string {
 	t.Helper()
@@ -305,7 +362,7 @@ func TestDumpCorruption(t *testing.T) {
 			},
 			out: func(f *fixture) []string {
 				return []string{
-					fmt.Sprintf("    corrupt offset=%d id=2 bytes=%d crc=BAD reason=\"segment: corrupt record: crc32c", f.offs[2], f.offs[3]-f.offs[2]),
+					fmt.Sprintf("    corrupt offset=%d id=2 bytes=%d crc=BAD reason=\"crc32c", f.offs[2], f.offs[3]-f.offs[2]),
 					fmt.Sprintf("record offset=%d id=3 ", f.offs[3]),
 					fmt.Sprintf("record offset=%d id=4 ", f.offs[4]),
 					"record offset=0 id=5 ",
@@ -315,7 +372,7 @@ func TestDumpCorruption(t *testing.T) {
 			},
 			verify: 1,
 			stderr: func(f *fixture) []string {
-				return []string{fmt.Sprintf("queue orders segment %s offset %d: bad record (id 2): segment: corrupt record: crc32c", seg1, f.offs[2])}
+				return []string{fmt.Sprintf("queue orders segment %s offset %d: bad record (id 2): crc32c", seg1, f.offs[2])}
 			},
 			problem: 1,
 			check: func(t *testing.T, f *fixture, out string) {
@@ -357,7 +414,7 @@ func TestDumpCorruption(t *testing.T) {
 			},
 			out: func(f *fixture) []string {
 				return []string{
-					fmt.Sprintf("    corrupt offset=%d id=7 count=4096 last_id=4102 bytes=4096 crc=BAD reason=\"segment: corrupt record: 0 bytes, shorter than the 29-byte header\"", f.sizes[5]),
+					fmt.Sprintf("    corrupt offset=%d id=7 count=4096 last_id=4102 bytes=4096 crc=BAD reason=\"0 bytes, shorter than the 29-byte header\"", f.sizes[5]),
 					fmt.Sprintf("records=4098 good=2 bad=4096 framing=0 first_id=5 last_id=6 max_expiry=never tail=torn tail_offset=%d tail_bytes=4096", f.sizes[5]),
 				}
 			},
