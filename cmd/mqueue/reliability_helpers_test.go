@@ -1,0 +1,961 @@
+package main
+
+// Shared harness of the reliability suite (reliability_*_test.go, issue
+// "prove mqueue does not lose acked messages"): build the real binary, run it
+// in its own process group (optionally under strace), keep a ledger of what
+// every client was told across process lifetimes, drain, and check.
+//
+// Every helper here is prefixed rel so that it cannot clash with the other
+// end-to-end tests of this package. Each test prints its figures with
+// t.Logf in one line starting "figures:"; docs/RELIABILITY.md collects them.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// relQueue is the queue the reliability tests load.
+const relQueue = "rel"
+
+const (
+	relReadyLimit  = 20 * time.Second // process start to /readyz 200
+	relClientLimit = 10 * time.Second // one request
+	relDrainLimit  = 60 * time.Second // one drain
+	relExitLimit   = 15 * time.Second // SIGTERM to exit
+)
+
+// relRequireAll is set in CI: a missing prerequisite fails instead of
+// skipping.
+var relRequireAll = os.Getenv("MQUEUE_TEST_REQUIRE_ALL") == "1"
+
+// relUnavailable skips t with a printed reason, or fails it under
+// MQUEUE_TEST_REQUIRE_ALL=1.
+func relUnavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if relRequireAll {
+		t.Fatalf("%s (MQUEUE_TEST_REQUIRE_ALL=1, so this fails instead of skipping)", msg)
+	}
+	t.Skipf("skipping: %s (set MQUEUE_TEST_REQUIRE_ALL=1 to make this fail)", msg)
+}
+
+// relNeedRoot skips (or fails, see relUnavailable) unless we are root.
+func relNeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		relUnavailable(t, "needs root (%s)", why)
+	}
+}
+
+// relNeedTool returns the path of a command, or skips (fails) without it.
+func relNeedTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		relUnavailable(t, "needs %s (Debian package %s): %v", name, pkg, err)
+	}
+	return p
+}
+
+// relLong skips a test that runs the real binary when -short is given.
+func relLong(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the real binary; skipped with -short")
+	}
+}
+
+// relBuild builds the server binary (without -race: the tests race the
+// process, not the code) into the test's temp dir. The build cache makes
+// this a link step after the first test.
+func relBuild(t testing.TB) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		if os.Getenv("GOROOT") == "" {
+			t.Fatalf("no go command in PATH to build the server: %v", err)
+		}
+	}
+	root := filepath.Join("..", "..")
+	if out, err := exec.Command(goBin, "env", "GOMOD").Output(); err == nil {
+		if mod := strings.TrimSpace(string(out)); mod != "" && mod != os.DevNull {
+			root = filepath.Dir(mod)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "mqueue")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/mqueue")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/mqueue (in %s): %v\n%s", root, err, out)
+	}
+	return bin
+}
+
+// relTempDir is t.TempDir(), or with MQUEUE_REL_KEEP=1 a directory that
+// is kept after the test (its path is logged) for a post-mortem.
+func relTempDir(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("MQUEUE_REL_KEEP") != "1" {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp("", "mqueue-rel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MQUEUE_REL_KEEP=1: files kept in %s", d)
+	return d
+}
+
+// relFreeAddr returns a loopback address that was free a moment ago.
+func relFreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// relEnv is the child's environment: ours without MQUEUE_* variables.
+func relEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// relConfig says how to run one server process.
+type relConfig struct {
+	bin    string
+	data   string
+	flags  []string // serve flags besides --addr and --data
+	wrap   []string // a command the server runs under, e.g. strace ... --
+	logDir string
+	name   string // of the log file
+}
+
+// relServer is one server process (and its wrapper) in its own process
+// group, killed in t.Cleanup if it still runs.
+type relServer struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	addr    string
+	base    string // http://127.0.0.1:PORT
+	logPath string
+	started time.Time
+	exited  chan struct{}
+	waitErr error // valid once exited is closed
+}
+
+// relLaunch starts the process and returns at once.
+func relLaunch(t testing.TB, c relConfig) *relServer {
+	t.Helper()
+	addr := relFreeAddr(t)
+	logPath := filepath.Join(c.logDir, c.name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	args := append([]string{}, c.wrap...)
+	args = append(args, c.bin, "serve", "--addr", addr, "--data", c.data)
+	args = append(args, c.flags...)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = relEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s := &relServer{t: t, cmd: cmd, addr: addr, base: "http://" + addr, logPath: logPath, exited: make(chan struct{})}
+	s.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", args[0], err)
+	}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(s.kill)
+	return s
+}
+
+// errRelExited is returned by waitReady when the process died first.
+var errRelExited = errors.New("server exited before it was ready")
+
+// waitReady polls /readyz until 200 and returns the time since the start.
+func (s *relServer) waitReady(limit time.Duration) (time.Duration, error) {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := s.started.Add(limit)
+	for {
+		resp, err := client.Get(s.base + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(s.started), nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return 0, fmt.Errorf("%w (%v)", errRelExited, s.waitErr)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("not ready within %v", limit)
+		}
+	}
+}
+
+// relStartReady starts a server and waits for it to be ready, retrying on
+// a port another test grabbed; any other failure fails the test.
+func relStartReady(t testing.TB, c relConfig) (*relServer, time.Duration) {
+	t.Helper()
+	var last string
+	for attempt := 0; attempt < 3; attempt++ {
+		s := relLaunch(t, c)
+		ready, err := s.waitReady(relReadyLimit)
+		if err == nil {
+			return s, ready
+		}
+		s.kill()
+		last = fmt.Sprintf("%v; log %s:\n%s", err, s.logPath, s.logTail())
+		if !strings.Contains(s.logTail(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("start %s: %s", c.name, last)
+	return nil, 0
+}
+
+// alive reports whether the process still runs.
+func (s *relServer) alive() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill SIGKILLs the whole process group and reaps the process.
+func (s *relServer) kill() {
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.t.Errorf("pid %d did not die within 10s of SIGKILL", s.cmd.Process.Pid)
+	}
+}
+
+// term sends SIGTERM and waits for the exit; it returns how long that took
+// and the exit error (nil for status 0).
+func (s *relServer) term(limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, fmt.Errorf("SIGTERM: %w", err)
+	}
+	select {
+	case <-s.exited:
+		return time.Since(start), s.waitErr
+	case <-time.After(limit):
+		s.kill()
+		return time.Since(start), fmt.Errorf("no exit within %v of SIGTERM", limit)
+	}
+}
+
+// killedBySignal reports whether the process (or its strace wrapper, which
+// dies the same way) was killed by sig.
+func (s *relServer) killedBySignal(sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if !errors.As(s.waitErr, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
+}
+
+// logText returns the whole log.
+func (s *relServer) logText() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// logTail returns the end of the log.
+func (s *relServer) logTail() string {
+	b := s.logText()
+	if len(b) > 3000 {
+		b = "..." + b[len(b)-3000:]
+	}
+	return b
+}
+
+// relLogPanics returns the log lines that show a panic or a fatal error.
+func relLogPanics(log string) []string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "panic") || strings.HasPrefix(l, "fatal error") || strings.Contains(l, "DATA RACE") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// relMetric returns the value of one sample of /metrics (the first line
+// starting with name, labels included), or -1 when there is none.
+func relMetric(t testing.TB, client *http.Client, base, name string) float64 {
+	t.Helper()
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Errorf("GET /metrics: %v", err)
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, name+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// relClient is a keep-alive client whose idle connections are closed in
+// t.Cleanup (goleak checks the package).
+func relClient(t testing.TB) *http.Client {
+	c := &http.Client{
+		Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
+		Timeout:   relClientLimit,
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// relBody is what is sent for key: the key, a bar and a filler derived from
+// the key, 64..(64+spread-1) bytes in all, so that a corrupt or mixed-up
+// body shows and segments fill up and rotate.
+func relBody(key string, spread int) []byte {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	sum := h.Sum64()
+	n := 64 + int(sum%uint64(max(spread, 1)))
+	b := make([]byte, 0, n)
+	b = append(b, key...)
+	b = append(b, '|')
+	for len(b) < n {
+		b = append(b, "abcdefghijklmnopqrstuvwxyz0123456789"[sum%36])
+		sum = sum*6364136223846793005 + 1442695040888963407
+	}
+	return b
+}
+
+// relSpread is the body size spread of the load generators.
+const relSpread = 448
+
+// relKey returns the key of a popped body and whether the body is exactly
+// what was sent for it.
+func relKey(body []byte) (string, bool) {
+	i := bytes.IndexByte(body, '|')
+	if i <= 0 {
+		return "", false
+	}
+	key := string(body[:i])
+	return key, bytes.Equal(body, relBody(key, relSpread))
+}
+
+// POST outcomes.
+const (
+	relAcked   = iota // 201 with an id
+	relUnknown        // no answer
+	relRefused        // a definite answer other than 201: nothing stored
+)
+
+type relPost struct {
+	life    int
+	outcome int
+	id      uint64 // with relAcked
+	status  int
+	at      time.Time // when the answer arrived
+}
+
+type relPop struct {
+	life int
+	id   uint64
+	by   string
+}
+
+// relCutGet is a GET with an unknown outcome: it may have popped a message
+// whose 200 never arrived (a GET is at most once).
+type relCutGet struct {
+	life      int
+	maxBefore uint64 // highest id popped in its life before it was sent
+}
+
+// relLedger records what the clients were told across every lifetime of one
+// data directory. Safe for concurrent use.
+type relLedger struct {
+	mu         sync.Mutex
+	posts      map[string]*relPost
+	pops       map[string][]relPop
+	byID       map[uint64]string
+	cutGets    []relCutGet
+	maxPopped  map[int]uint64
+	cutAt      map[int]time.Time // when the test cut (killed, powered off) a life
+	statuses   map[string]int    // "POST 500" -> count, for reports
+	violations map[string][]string
+}
+
+func newRelLedger() *relLedger {
+	return &relLedger{
+		posts:      map[string]*relPost{},
+		pops:       map[string][]relPop{},
+		byID:       map[uint64]string{},
+		maxPopped:  map[int]uint64{},
+		cutAt:      map[int]time.Time{},
+		statuses:   map[string]int{},
+		violations: map[string][]string{},
+	}
+}
+
+func (l *relLedger) violate(kind, format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.violateLocked(kind, format, args...)
+}
+
+func (l *relLedger) violateLocked(kind, format string, args ...any) {
+	l.violations[kind] = append(l.violations[kind], fmt.Sprintf(format, args...))
+}
+
+func (l *relLedger) bindIDLocked(id uint64, key, how string) {
+	if prev, ok := l.byID[id]; ok && prev != key {
+		l.violateLocked("id names two bodies (reused id)", "id %d: %q and %q (%s)", id, prev, key, how)
+		return
+	}
+	l.byID[id] = key
+}
+
+func (l *relLedger) status(what string) {
+	l.mu.Lock()
+	l.statuses[what]++
+	l.mu.Unlock()
+}
+
+func (l *relLedger) post(key string, p *relPost) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.posts[key] = p
+	if p.outcome == relAcked {
+		l.bindIDLocked(p.id, key, fmt.Sprintf("201 in life %d", p.life))
+	}
+}
+
+func (l *relLedger) popSnapshot(life int) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxPopped[life]
+}
+
+func (l *relLedger) pop(key string, p relPop) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pops[key] = append(l.pops[key], p)
+	l.maxPopped[p.life] = max(l.maxPopped[p.life], p.id)
+	l.bindIDLocked(p.id, key, fmt.Sprintf("200 in life %d", p.life))
+	if a := l.posts[key]; a != nil && a.outcome == relAcked && a.id != p.id {
+		l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, a.id, p.id)
+	}
+}
+
+func (l *relLedger) cutGet(g relCutGet) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cutGets = append(l.cutGets, g)
+}
+
+// cut records when the test cut life short.
+func (l *relLedger) cut(life int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cutAt[life] = time.Now()
+}
+
+// acked returns the number of acknowledged POSTs so far.
+func (l *relLedger) acked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.posts {
+		if p.outcome == relAcked {
+			n++
+		}
+	}
+	return n
+}
+
+// relWorkers generate load on one server lifetime.
+type relWorkers struct {
+	life   int
+	base   string
+	queue  string
+	client *http.Client
+	ledger *relLedger
+	// cut is set just before the test kills or powers off the server:
+	// errors after it are expected, before it they are violations.
+	cut  atomic.Bool
+	stop atomic.Bool // producers and consumers return
+	// tolerate lists statuses that are not violations even before cut.
+	tolerate map[int]bool
+	// dead, when set, is closed when the server process has exited: a
+	// request that fails because an injected fault killed it is expected.
+	dead <-chan struct{}
+	// maxBacklog, when > 0, pauses producers while this life has acked
+	// that many more messages than it popped, so that the final drain
+	// stays short.
+	maxBacklog int64
+	acks, pops atomic.Int64
+	seq        atomic.Int64
+}
+
+// failureExpected reports whether a request without an answer is expected:
+// the test cut the server, or the process died (within 2 s of the error).
+func (w *relWorkers) failureExpected() bool {
+	if w.cut.Load() {
+		return true
+	}
+	if w.dead == nil {
+		return false
+	}
+	select {
+	case <-w.dead:
+		w.cut.Store(true)
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
+}
+
+func (w *relWorkers) url() string { return w.base + "/api/queue/" + w.queue }
+
+// produceOne POSTs one body with a fresh key and records the outcome. It
+// returns the status (0 for no answer).
+func (w *relWorkers) produceOne(prefix string) int {
+	key := fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
+	rec := &relPost{life: w.life}
+	resp, err := w.client.Post(w.url(), "application/octet-stream", bytes.NewReader(relBody(key, relSpread)))
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	rec.at = time.Now()
+	switch {
+	case err != nil:
+		rec.outcome = relUnknown
+		w.ledger.status("POST no answer")
+		if !w.failureExpected() {
+			w.ledger.violate("request failed while the server ran", "life %d POST %s: %v", w.life, key, err)
+		}
+	case resp.StatusCode == http.StatusCreated:
+		id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
+		if perr != nil || !bytes.Contains(body, []byte(`"id":`+strconv.FormatUint(id, 10)+`}`)) {
+			rec.outcome = relUnknown
+			w.ledger.violate("malformed 201", "life %d POST %s: X-Message-Id %q body %q", w.life, key, resp.Header.Get("X-Message-Id"), body)
+			break
+		}
+		rec.outcome, rec.id, rec.status = relAcked, id, 201
+		w.acks.Add(1)
+		w.ledger.status("POST 201")
+	default:
+		rec.outcome, rec.status = relRefused, resp.StatusCode
+		w.ledger.status(fmt.Sprintf("POST %d %s", resp.StatusCode, relErrCode(body)))
+		if !w.cut.Load() && !w.tolerate[resp.StatusCode] {
+			w.ledger.violate("unexpected status", "life %d POST %s: %d %s", w.life, key, resp.StatusCode, bytes.TrimSpace(body))
+		}
+	}
+	w.ledger.post(key, rec)
+	if err != nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+var relErrCodeRe = regexp.MustCompile(`"error":"([A-Z_]+)"`)
+
+// relErrCode returns the "error" code of a JSON error body.
+func relErrCode(body []byte) string {
+	m := relErrCodeRe.FindSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// produce POSTs until stop or cut.
+func (w *relWorkers) produce(p int) {
+	for !w.stop.Load() && !w.cut.Load() {
+		if w.maxBacklog > 0 && w.acks.Load()-w.pops.Load() > w.maxBacklog {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		if w.produceOne(fmt.Sprintf("p%d", p)) == 0 && !w.cut.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// consumeOne GETs once (with ?wait=wait when > 0) and records the outcome;
+// it returns the status, 0 for no answer.
+func (w *relWorkers) consumeOne(name string, wait int) int {
+	u := w.url()
+	if wait > 0 {
+		u += "?wait=" + strconv.Itoa(wait)
+	}
+	before := w.ledger.popSnapshot(w.life)
+	resp, err := w.client.Get(u)
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil {
+		w.ledger.cutGet(relCutGet{life: w.life, maxBefore: before})
+		w.ledger.status("GET no answer")
+		if !w.failureExpected() {
+			w.ledger.violate("request failed while the server ran", "life %d GET by %s: %v", w.life, name, err)
+		}
+		return 0
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		w.ledger.status("GET 200")
+		id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
+		key, exact := relKey(body)
+		if perr != nil || key == "" || !exact {
+			w.ledger.violate("bad record served", "life %d GET by %s: X-Message-Id %q, body of %d bytes %.60q is not what was sent",
+				w.life, name, resp.Header.Get("X-Message-Id"), len(body), body)
+			if key == "" {
+				return resp.StatusCode
+			}
+		}
+		w.pops.Add(1)
+		w.ledger.pop(key, relPop{life: w.life, id: id, by: name})
+	case http.StatusNoContent:
+		w.ledger.status("GET 204")
+	default:
+		w.ledger.status(fmt.Sprintf("GET %d %s", resp.StatusCode, relErrCode(body)))
+		if !w.cut.Load() && !w.tolerate[resp.StatusCode] {
+			w.ledger.violate("unexpected status", "life %d GET by %s: %d %s", w.life, name, resp.StatusCode, bytes.TrimSpace(body))
+		}
+	}
+	return resp.StatusCode
+}
+
+// consume GETs until stop or cut.
+func (w *relWorkers) consume(name string) {
+	for !w.stop.Load() && !w.cut.Load() {
+		switch w.consumeOne(name, 0) {
+		case http.StatusOK:
+		case 0:
+			if !w.cut.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+		default:
+			time.Sleep(3 * time.Millisecond)
+		}
+	}
+}
+
+// run starts producers and consumers and returns a function that stops
+// them and waits (at most relClientLimit + 5 s).
+func (w *relWorkers) run(t testing.TB, producers, consumers int) (wait func()) {
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Go(func() { w.produce(p) })
+	}
+	for c := 0; c < consumers; c++ {
+		wg.Go(func() { w.consume(fmt.Sprintf("c%d", c)) })
+	}
+	return func() {
+		w.stop.Store(true)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(relClientLimit + 5*time.Second):
+			t.Fatalf("life %d: workers still busy %v after stop", w.life, relClientLimit+5*time.Second)
+		}
+	}
+}
+
+// relDrain pops with a few consumers until each sees a 204 (nothing
+// produces meanwhile), within relDrainLimit, then checks with a long poll
+// that the queue stays empty. It returns the number of 200s.
+func relDrain(t testing.TB, w *relWorkers, consumers int) int {
+	t.Helper()
+	deadline := time.Now().Add(relDrainLimit)
+	var n atomic.Int64
+	var late atomic.Bool
+	var wg sync.WaitGroup
+	for c := 0; c < consumers; c++ {
+		wg.Go(func() {
+			for {
+				if time.Now().After(deadline) {
+					late.Store(true)
+					return
+				}
+				switch w.consumeOne(fmt.Sprintf("drain%d", c), 0) {
+				case http.StatusOK:
+					n.Add(1)
+				case http.StatusNoContent:
+					return
+				default:
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if late.Load() {
+		t.Fatalf("life %d: queue not drained within %v", w.life, relDrainLimit)
+	}
+	if st := w.consumeOne("drain-check", 1); st != http.StatusNoContent {
+		t.Errorf("life %d: after the drain a long poll answered %d, want 204", w.life, st)
+	}
+	return int(n.Load())
+}
+
+// relFigures sums up a ledger after its final drain.
+type relFigures struct {
+	acked, unknownPosts, refusedPosts int
+	popped, poppedTwice               int
+	lost                              int // acked, never popped, not explained by a cut GET
+	cutTaken                          int // acked, never popped, possibly taken by a cut GET
+	recoveredUnacked                  int // popped although its POST got no answer
+	refusedPopped                     int // popped although its POST was refused
+	cutGets                           int
+	// lostAge is, per lost message, how long before its life was cut it
+	// was acknowledged (for the interval mode's window).
+	lostAge []time.Duration
+}
+
+// relCheckOpts relaxes the check for modes that promise less.
+type relCheckOpts struct {
+	allowLoss        bool // --fsync=never power loss: report, do not fail
+	allowDoublePop   bool // cursor not durable (never/interval power loss, damaged cursor)
+	allowIDDisorder  bool
+	reportViolations bool // print violations even when allowed
+}
+
+// check compares what was popped with what was acked and reports every
+// broken promise with t.Errorf (unless relaxed by o).
+func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var f relFigures
+	f.cutGets = len(l.cutGets)
+	type span struct{ lo, hi uint64 }
+	acks, popsBy := map[int]*span{}, map[int]*span{}
+	widen := func(m map[int]*span, life int, id uint64) {
+		if s := m[life]; s == nil {
+			m[life] = &span{id, id}
+		} else {
+			s.lo, s.hi = min(s.lo, id), max(s.hi, id)
+		}
+	}
+	lastLife := 0
+	for _, p := range l.posts {
+		lastLife = max(lastLife, p.life)
+		switch p.outcome {
+		case relAcked:
+			f.acked++
+			widen(acks, p.life, p.id)
+		case relUnknown:
+			f.unknownPosts++
+		case relRefused:
+			f.refusedPosts++
+		}
+	}
+	var soft []string // violations that o allows
+	for key, ps := range l.pops {
+		f.popped += len(ps)
+		for _, p := range ps {
+			lastLife = max(lastLife, p.life)
+			widen(popsBy, p.life, p.id)
+		}
+		if len(ps) > 1 {
+			f.poppedTwice++
+			msg := fmt.Sprintf("%q popped %d times: %v", key, len(ps), ps)
+			if o.allowDoublePop {
+				soft = append(soft, "popped twice: "+msg)
+			} else {
+				l.violateLocked("popped twice", "%s", msg)
+			}
+		}
+		switch a := l.posts[key]; {
+		case a == nil:
+			l.violateLocked("popped a body never posted", "%q popped as id %d in life %d", key, ps[0].id, ps[0].life)
+		case a.outcome == relUnknown:
+			f.recoveredUnacked++
+		case a.outcome == relRefused:
+			f.refusedPopped++
+			l.violateLocked("popped a message whose POST was refused (a failed batch was stored)",
+				"%q answered %d in life %d, popped as id %d in life %d", key, a.status, a.life, ps[0].id, ps[0].life)
+		}
+	}
+	// Ids go up across restarts.
+	for _, k := range []struct {
+		name string
+		m    map[int]*span
+	}{{"acked", acks}, {"popped", popsBy}} {
+		var prev *span
+		prevLife := -1
+		for life := 0; life <= lastLife; life++ {
+			s := k.m[life]
+			if s == nil {
+				continue
+			}
+			if prev != nil && s.lo <= prev.hi {
+				msg := fmt.Sprintf("%s ids of life %d start at %d, not above %d (life %d)", k.name, life, s.lo, prev.hi, prevLife)
+				if o.allowIDDisorder || (k.name == "popped" && o.allowDoublePop) {
+					soft = append(soft, "ids not increasing across restarts: "+msg)
+				} else {
+					l.violateLocked("ids not increasing across restarts", "%s", msg)
+				}
+			}
+			prev, prevLife = s, life
+		}
+	}
+	// Acked bodies never popped: each needs a distinct cut GET that could
+	// have taken it (same or later life, id above what that life had popped
+	// before the GET, below everything popped in later lives).
+	minLater := make([]uint64, lastLife+2)
+	minLater[lastLife+1] = math.MaxUint64
+	for life := lastLife; life >= 0; life-- {
+		minLater[life] = minLater[life+1]
+		if s := popsBy[life+1]; s != nil {
+			minLater[life] = min(minLater[life], s.lo)
+		}
+	}
+	type lostRec struct {
+		key string
+		p   *relPost
+	}
+	var missing []lostRec
+	for key, p := range l.posts {
+		if p.outcome == relAcked && len(l.pops[key]) == 0 {
+			missing = append(missing, lostRec{key, p})
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i].p.id < missing[j].p.id })
+	can := func(m lostRec, g relCutGet) bool {
+		return g.life >= m.p.life && m.p.id > g.maxBefore && m.p.id < minLater[g.life]
+	}
+	matchOf := make([]int, len(l.cutGets))
+	for i := range matchOf {
+		matchOf[i] = -1
+	}
+	var try func(i int, seen []bool) bool
+	try = func(i int, seen []bool) bool {
+		for g := range l.cutGets {
+			if seen[g] || !can(missing[i], l.cutGets[g]) {
+				continue
+			}
+			seen[g] = true
+			if matchOf[g] < 0 || try(matchOf[g], seen) {
+				matchOf[g] = i
+				return true
+			}
+		}
+		return false
+	}
+	for i, m := range missing {
+		if i < 500 && try(i, make([]bool, len(l.cutGets))) {
+			f.cutTaken++
+			continue
+		}
+		f.lost++
+		if at, ok := l.cutAt[m.p.life]; ok {
+			f.lostAge = append(f.lostAge, at.Sub(m.p.at))
+		}
+		msg := fmt.Sprintf("%q acked as id %d in life %d never popped", m.key, m.p.id, m.p.life)
+		if o.allowLoss {
+			soft = append(soft, "acked lost: "+msg)
+		} else {
+			l.violateLocked("acked message lost", "%s", msg)
+		}
+	}
+	var kinds []string
+	for k := range l.violations {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		vs := l.violations[k]
+		if len(vs) > 15 {
+			vs = append(vs[:15:15], fmt.Sprintf("... %d in all", len(l.violations[k])))
+		}
+		t.Errorf("%s: %d time(s):\n  %s", k, len(l.violations[k]), strings.Join(vs, "\n  "))
+	}
+	if o.reportViolations && len(soft) > 0 {
+		if len(soft) > 10 {
+			soft = append(soft[:10:10], fmt.Sprintf("... %d in all", len(soft)))
+		}
+		t.Logf("allowed in this mode:\n  %s", strings.Join(soft, "\n  "))
+	}
+	return f
+}
+
+// statusSummary returns the answer counts, sorted, for the log.
+func (l *relLedger) statusSummary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for k, v := range l.statuses {
+		out = append(out, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// relRun runs cmd with a timeout and returns its combined output.
+func relRun(limit time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
