@@ -771,10 +771,14 @@ type relFigures struct {
 
 // relCheckOpts relaxes the check for modes that promise less.
 type relCheckOpts struct {
-	allowLoss        bool // --fsync=never power loss: report, do not fail
-	allowDoublePop   bool // cursor not durable (never/interval power loss, damaged cursor)
-	allowIDDisorder  bool
-	reportViolations bool // print violations even when allowed
+	allowLoss       bool // --fsync=never power loss: report, do not fail
+	allowDoublePop  bool // cursor not durable (never/interval power loss, damaged cursor)
+	allowIDDisorder bool
+	// allowRefusedStored: the process died (power cut) after answering a
+	// batch 5xx and before repairing the segment; the failed fsync may
+	// have reached the disk anyway, so the message may be there.
+	allowRefusedStored bool
+	reportViolations   bool // print violations even when allowed
 }
 
 // check compares what was popped with what was acked and reports every
@@ -828,6 +832,9 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 			l.violateLocked("popped a body never posted", "%q popped as id %d in life %d", key, ps[0].id, ps[0].life)
 		case a.outcome == relUnknown:
 			f.recoveredUnacked++
+		case a.outcome == relRefused && o.allowRefusedStored:
+			f.refusedPopped++
+			soft = append(soft, fmt.Sprintf("stored despite a %d: %q in life %d, popped as id %d in life %d", a.status, key, a.life, ps[0].id, ps[0].life))
 		case a.outcome == relRefused:
 			f.refusedPopped++
 			l.violateLocked("popped a message whose POST was refused (a failed batch was stored)",
@@ -909,7 +916,8 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		if at, ok := l.cutAt[m.p.life]; ok {
 			f.lostAge = append(f.lostAge, at.Sub(m.p.at))
 		}
-		msg := fmt.Sprintf("%q acked as id %d in life %d never popped", m.key, m.p.id, m.p.life)
+		msg := fmt.Sprintf("%q acked as id %d in life %d never popped (highest id popped in that life %d, lowest popped later %s)",
+			m.key, m.p.id, m.p.life, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]))
 		if o.allowLoss {
 			soft = append(soft, "acked lost: "+msg)
 		} else {
@@ -935,6 +943,13 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		t.Logf("allowed in this mode:\n  %s", strings.Join(soft, "\n  "))
 	}
 	return f
+}
+
+func relFmtID(id uint64) string {
+	if id == math.MaxUint64 {
+		return "none"
+	}
+	return strconv.FormatUint(id, 10)
 }
 
 // statusSummary returns the answer counts, sorted, for the log.
