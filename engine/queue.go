@@ -120,6 +120,13 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		sum, ok := segment.ReadMeta(dir, base)
 		if !ok {
 			res, err := segment.Scan(dir, base)
+			if errors.Is(err, segment.ErrNotFound) {
+				// Not a torn write (files exist before their first
+				// record): someone removed it. Its ids are skipped as a
+				// gap, loudly, rather than keeping the queue down.
+				q.log.Error("sealed segment has no records file; its records are lost", "segment", segment.Name(base))
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -320,7 +327,12 @@ func (q *queue) nextLocked() (segment.Record, error) {
 // returns errNone after moving readID past ids that are not there (a gap, a
 // corrupt record, an unreadable rest of a segment).
 func (q *queue) readDiskLocked() (segment.Record, error) {
-	i := sort.Search(len(q.segs), func(i int) bool { return q.segs[i].LastID() >= q.readID && q.segs[i].Records > 0 })
+	// LastID is monotonic over the sorted segments (an empty one's is
+	// Base-1), so search on it alone, then step over empty segments.
+	i := sort.Search(len(q.segs), func(i int) bool { return q.segs[i].LastID() >= q.readID })
+	for i < len(q.segs) && q.segs[i].Records == 0 {
+		i++
+	}
 	if i == len(q.segs) {
 		// Nothing on disk at or after readID: ids up to committed are gone.
 		q.readID = q.committed + 1

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mqueue/mqueue/segment"
 )
@@ -143,5 +144,42 @@ func TestCorruptQueueDoesNotStopOthers(t *testing.T) {
 	}
 	if m, ok := deq(t, e, "other"); !ok || string(m.Body) != "x" {
 		t.Fatal("other queue not served")
+	}
+}
+
+// TestBacklogWithEmptyActiveSegment is defect D2 of docs/RELIABILITY.md:
+// with [sealed backlog, empty active] segments, reads from disk must not
+// skip the backlog.
+func TestBacklogWithEmptyActiveSegment(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir, Now: clk.Now, SegmentBytes: 512, SegmentAge: time.Minute, CompactInterval: 5 * time.Millisecond})
+	var ids []uint64
+	for i := 0; i < 40; i++ {
+		ids = append(ids, enq(t, e, "q", fmt.Sprintf("m%d", i), EnqueueOptions{}))
+	}
+	clk.Advance(2 * time.Minute) // the compactor seals the aged active segment
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e.mu.RLock()
+		q := e.queues["q"]
+		e.mu.RUnlock()
+		q.mu.Lock()
+		empty := q.segs[len(q.segs)-1].Records == 0
+		q.mu.Unlock()
+		if empty {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("active segment not rotated")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i, id := range ids {
+		m, ok := deq(t, e, "q")
+		if !ok || m.ID != id {
+			t.Fatalf("message %d: ok=%v id %d, want %d", i, ok, m.ID, id)
+		}
+		time.Sleep(time.Millisecond) // let the compactor delete consumed segments meanwhile
 	}
 }

@@ -14,7 +14,10 @@ import (
 // log whose first index is 1.
 const walFile = "00000000000000000001"
 
-const deletingSuffix = ".deleting"
+const (
+	deletingSuffix = ".deleting"
+	creatingSuffix = ".creating"
+)
 
 // Name returns the directory name of the segment with the given base id.
 func Name(base uint64) string { return fmt.Sprintf("%020d", base) }
@@ -37,8 +40,9 @@ func parseName(name string) (uint64, bool) {
 }
 
 // List returns the base ids of the segments in queueDir, oldest first. It
-// finishes deletions that a crash interrupted (directories ending in
-// .deleting).
+// finishes deletions and abandons creations that a crash interrupted
+// (directories ending in .deleting or .creating; the latter never held a
+// record).
 func List(queueDir string) ([]uint64, error) {
 	ents, err := os.ReadDir(queueDir)
 	if err != nil {
@@ -51,7 +55,7 @@ func List(queueDir string) ([]uint64, error) {
 		if !e.IsDir() {
 			continue
 		}
-		if strings.HasSuffix(name, deletingSuffix) {
+		if strings.HasSuffix(name, deletingSuffix) || strings.HasSuffix(name, creatingSuffix) {
 			if err := os.RemoveAll(filepath.Join(queueDir, name)); err != nil {
 				return nil, fmt.Errorf("finish deleting %s: %w", name, err)
 			}

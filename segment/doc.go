@@ -10,6 +10,7 @@
 //	<queue>/00000000000000000001/meta                   summary, written when sealed
 //	<queue>/00000000000000000001-0000004096.broken      bytes cut off a torn tail
 //	<queue>/00000000000000000001.deleting               a segment being deleted
+//	<queue>/00000000000000000001.creating               a segment being created
 //
 // Every segment directory is one tidwall/wal log whose SegmentSize is so large
 // that tidwall never rotates inside it: this package rotates, by creating a new

@@ -93,6 +93,19 @@ func (r *Reader) Next() (Record, error) {
 		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id, Reason: "unreadable frame length", Framing: true}
 		return Record{}, r.stop
 	}
+	if k+int(size) > readChunk {
+		// Check a large frame against the file before allocating for it,
+		// so a corrupt length cannot cost up to maxRecordSize of memory.
+		fi, err := r.f.Stat()
+		if err != nil {
+			return Record{}, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
+		}
+		if r.off+int64(k)+int64(size) > fi.Size() {
+			r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
+				Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+			return Record{}, r.stop
+		}
+	}
 	entry, err := r.peek(k + int(size))
 	if err != nil {
 		return Record{}, err

@@ -404,3 +404,24 @@ func BenchmarkRawWriteFsync(b *testing.B) {
 		})
 	}
 }
+
+func TestCreateLeavesNoHalfSegment(t *testing.T) {
+	dir := t.TempDir()
+	// A crash during Create leaves only a .creating directory, which List
+	// removes: never a segment directory without its records file.
+	if err := os.Mkdir(Dir(dir, 7)+creatingSuffix, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	bases, err := List(dir)
+	if err != nil || len(bases) != 0 {
+		t.Fatalf("%v %v", bases, err)
+	}
+	w, err := Create(dir, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := os.Stat(DataPath(dir, 7)); err != nil {
+		t.Fatal(err)
+	}
+}

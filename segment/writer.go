@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"github.com/tidwall/wal"
 )
@@ -38,22 +39,34 @@ func walOptions() *wal.Options {
 	}
 }
 
-// Create makes a new, empty segment whose first record will have id base,
-// and fsyncs its directory and queueDir so that it survives a power loss.
+// Create makes a new, empty segment whose first record will have id base.
+// The directory and its empty records file are made under a temporary name,
+// fsynced, and renamed into place (then the queue directory is fsynced), so
+// a crash never leaves a segment directory without its file.
 func Create(queueDir string, base uint64) (*Writer, error) {
 	dir := Dir(queueDir, base)
-	if err := os.Mkdir(dir, 0o750); err != nil {
+	tmp := dir + creatingSuffix
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, fmt.Errorf("create segment %020d: %w", base, err)
+	}
+	if err := os.Mkdir(tmp, 0o750); err != nil {
+		return nil, fmt.Errorf("create segment %020d: %w", base, err)
+	}
+	if err := writeFileSync(filepath.Join(tmp, walFile), nil); err != nil {
+		return nil, fmt.Errorf("create segment %020d: %w", base, err)
+	}
+	if err := SyncDir(tmp); err != nil {
+		return nil, fmt.Errorf("create segment %020d: %w", base, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("create segment %020d: %w", base, err)
+	}
+	if err := SyncDir(queueDir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
 	log, err := wal.Open(dir, walOptions())
 	if err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
-	}
-	for _, d := range []string{dir, queueDir} {
-		if err := SyncDir(d); err != nil {
-			log.Close()
-			return nil, fmt.Errorf("create segment %020d: %w", base, err)
-		}
 	}
 	return &Writer{queueDir: queueDir, sum: Summary{Base: base}, log: log}, nil
 }
