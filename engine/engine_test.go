@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/mqueue/mqueue/metrics"
@@ -326,7 +327,8 @@ func TestGroupCommitBatches(t *testing.T) {
 	t.Logf("%d messages in %d batches (%.1f per batch)", producers*each, batches, float64(producers*each)/float64(batches))
 }
 
-func histogramCount(t testing.TB, reg *prometheus.Registry, name string) uint64 {
+// family returns the first metric of the named family in reg.
+func family(t testing.TB, reg *prometheus.Registry, name string) *dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -334,11 +336,19 @@ func histogramCount(t testing.TB, reg *prometheus.Registry, name string) uint64 
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			return mf.GetMetric()[0]
 		}
 	}
 	t.Fatalf("metric %s not found", name)
-	return 0
+	return nil
+}
+
+func histogramCount(t testing.TB, reg *prometheus.Registry, name string) uint64 {
+	return family(t, reg, name).GetHistogram().GetSampleCount()
+}
+
+func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	return family(t, reg, name).GetCounter().GetValue()
 }
 
 // TestConcurrentProducersConsumers runs producers, consumers, rotation and
@@ -457,16 +467,3 @@ func TestMetricsCorruptCounter(t *testing.T) {
 	}
 }
 
-func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
-}
