@@ -171,6 +171,7 @@ type relServer struct {
 	started time.Time
 	exited  chan struct{}
 	waitErr error // valid once exited is closed
+	wrapped bool  // runs under c.wrap
 }
 
 // relLaunch starts the process and returns at once.
@@ -190,7 +191,7 @@ func relLaunch(t testing.TB, c relConfig) *relServer {
 	cmd.Env = relEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &relServer{t: t, cmd: cmd, addr: addr, base: "http://" + addr, logPath: logPath, exited: make(chan struct{})}
+	s := &relServer{t: t, cmd: cmd, addr: addr, base: "http://" + addr, logPath: logPath, exited: make(chan struct{}), wrapped: len(c.wrap) > 0}
 	s.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", args[0], err)
@@ -276,7 +277,16 @@ func (s *relServer) kill() {
 // and the exit error (nil for status 0).
 func (s *relServer) term(limit time.Duration) (time.Duration, error) {
 	start := time.Now()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	pid := s.cmd.Process.Pid
+	if s.wrapped {
+		// The server is the wrapper's (strace's) child: signal it, and the
+		// wrapper exits as it does.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+			pid, _ = strconv.Atoi(f[0])
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return 0, fmt.Errorf("SIGTERM: %w", err)
 	}
 	select {
@@ -916,8 +926,8 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		if at, ok := l.cutAt[m.p.life]; ok {
 			f.lostAge = append(f.lostAge, at.Sub(m.p.at))
 		}
-		msg := fmt.Sprintf("%q acked as id %d in life %d never popped (highest id popped in that life %d, lowest popped later %s)",
-			m.key, m.p.id, m.p.life, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]))
+		msg := fmt.Sprintf("%q acked as id %d in life %d never popped (highest id popped in that life %d, lowest popped later %s; id-1 %s, id+1 %s)",
+			m.key, m.p.id, m.p.life, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]), l.fateLocked(m.p.id-1), l.fateLocked(m.p.id+1))
 		if o.allowLoss {
 			soft = append(soft, "acked lost: "+msg)
 		} else {
@@ -943,6 +953,22 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		t.Logf("allowed in this mode:\n  %s", strings.Join(soft, "\n  "))
 	}
 	return f
+}
+
+// fateLocked says what became of the body with this id, for reports.
+func (l *relLedger) fateLocked(id uint64) string {
+	key, ok := l.byID[id]
+	if !ok {
+		return "unknown"
+	}
+	var lives []string
+	for _, p := range l.pops[key] {
+		lives = append(lives, strconv.Itoa(p.life))
+	}
+	if len(lives) == 0 {
+		return "not popped"
+	}
+	return "popped in life " + strings.Join(lives, ",")
 }
 
 func relFmtID(id uint64) string {
