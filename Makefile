@@ -33,14 +33,14 @@ run: build
 test: fmtcheck vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# The micro-benchmarks (segment, engine, api), then the load benchmark:
+# The micro-benchmarks (segment, engine, api, the ceiling's handler), then the load benchmark:
 # wrk against mqueue in each fsync mode and against the bare-Gin ceiling,
 # alternated, medians of 3 rounds; one table with both (~12 min). It needs
 # wrk (apt-get install -y wrk). BENCHFLAGS passes flags, e.g. -quick.
 # docs/PERFORMANCE.md has the figures and how to read them.
 bench:
 	@mkdir -p bin
-	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/ ./api/ > bin/gobench.txt 2>&1; \
+	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/ ./api/ ./cmd/mqueue-ceiling/ > bin/gobench.txt 2>&1; \
 		rc=$$?; cat bin/gobench.txt; exit $$rc
 	$(GO) run ./cmd/mqueue-bench -gobench bin/gobench.txt -out bin/bench.md $(BENCHFLAGS)
 

@@ -63,14 +63,15 @@ func parseGoBench(r io.Reader) ([]goBench, error) {
 	return out, sc.Err()
 }
 
-// runGoBench runs the micro-benchmarks of segment, engine and api, echoing
+// runGoBench runs the micro-benchmarks of segment, engine, api and the
+// ceiling's handler, echoing
 // their output to w.
 func runGoBench(w io.Writer, benchtime string) ([]goBench, error) {
 	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem"}
 	if benchtime != "" {
 		args = append(args, "-benchtime", benchtime)
 	}
-	args = append(args, "./segment/", "./engine/", "./api/")
+	args = append(args, "./segment/", "./engine/", "./api/", "./cmd/mqueue-ceiling/")
 	cmd := exec.Command("go", args...)
 	var buf bytes.Buffer
 	cmd.Stdout = io.MultiWriter(w, &buf)
@@ -118,12 +119,17 @@ func (b goBench) msgsPerSec() float64 {
 }
 
 // goBenchRows turns the benchmarks into table rows. Segment appends are
-// compared with the raw write+fsync of the same batch size.
+// compared with the raw write+fsync of the same batch size, api handlers
+// with the ceiling's.
 func goBenchRows(bs []goBench) []row {
 	raw := map[string]float64{}
+	ceil := map[string]float64{}
 	for _, b := range bs {
 		if strings.HasPrefix(b.Name, "RawWriteFsync/") {
 			raw[strings.TrimPrefix(b.Name, "RawWriteFsync/")] = b.msgsPerSec()
+		}
+		if c, ok := strings.CutPrefix(b.Name, "Ceiling"); ok {
+			ceil[c] = b.msgsPerSec()
 		}
 	}
 	var rows []row
@@ -137,8 +143,12 @@ func goBenchRows(bs []goBench) []row {
 			ratio:   -1, p99ratio: -1,
 			allocs: -1, syscalls: -1, cpu: -1, batch: -1,
 		}
-		if b.Pkg == "api" {
+		if b.Pkg == "api" || b.Pkg == "mqueue-ceiling" {
 			r.unit = "req/s"
+		}
+		if h, ok := strings.CutPrefix(b.Name, "Handler"); ok && ceil[h] > 0 {
+			r.ratio = r.rate / ceil[h]
+			r.notes = append(r.notes, "ratio vs the ceiling's handler")
 		}
 		if ns, ok := b.Metrics["ns/op"]; ok {
 			r.notes = append(r.notes, fmt.Sprintf("%s/op", fmtNs(ns)))
