@@ -442,6 +442,7 @@ type relLedger struct {
 	maxPopped  map[int]uint64
 	cutAt      map[int]time.Time // when the test cut (killed, powered off) a life
 	statuses   map[string]int    // "POST 500" -> count, for reports
+	samples    []string          // the first transport errors
 	violations map[string][]string
 }
 
@@ -473,6 +474,15 @@ func (l *relLedger) bindIDLocked(id uint64, key, how string) {
 		return
 	}
 	l.byID[id] = key
+}
+
+// sample keeps the first few transport errors, for reports.
+func (l *relLedger) sample(what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.samples) < 8 {
+		l.samples = append(l.samples, what)
+	}
 }
 
 func (l *relLedger) status(what string) {
@@ -593,6 +603,7 @@ func (w *relWorkers) produceOne(prefix string) int {
 	case err != nil:
 		rec.outcome = relUnknown
 		w.ledger.status("POST no answer")
+		w.ledger.sample("POST: " + err.Error())
 		if !w.failureExpected() {
 			w.ledger.violate("request failed while the server ran", "life %d POST %s: %v", w.life, key, err)
 		}
@@ -661,6 +672,7 @@ func (w *relWorkers) consumeOne(name string, wait int) int {
 	if err != nil {
 		w.ledger.cutGet(relCutGet{life: w.life, maxBefore: before})
 		w.ledger.status("GET no answer")
+		w.ledger.sample("GET: " + err.Error())
 		if !w.failureExpected() {
 			w.ledger.violate("request failed while the server ran", "life %d GET by %s: %v", w.life, name, err)
 		}
