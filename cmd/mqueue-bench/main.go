@@ -264,9 +264,13 @@ func machineInfo(cfg *config) []string {
 	if out, err := exec.Command("wrk", "-v").CombinedOutput(); err == nil || len(out) > 0 {
 		wrkVer = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	}
+	commit := "?"
+	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+	}
 	return []string{
-		fmt.Sprintf("date %s; %s, %d cores (shared with wrk); Linux %s; %s; %s",
-			time.Now().UTC().Format("2006-01-02 15:04 UTC"), cpu, runtime.NumCPU(),
+		fmt.Sprintf("date %s; commit %s; %s, %d cores (shared with wrk); Linux %s; %s; %s",
+			time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit, cpu, runtime.NumCPU(),
 			strings.TrimSpace(string(kernel)), runtime.Version(), wrkVer),
 		fmt.Sprintf("wrk -t%d, %s per run, %d rounds per cell (medians), load average at start %s",
 			cfg.threads, cfg.duration, cfg.runs, strings.Join(strings.Fields(string(load))[:3], " ")),
