@@ -466,4 +466,3 @@ func TestMetricsCorruptCounter(t *testing.T) {
 		t.Fatalf("corrupt_records_total = %v", got)
 	}
 }
-
