@@ -40,7 +40,8 @@ type Engine struct {
 	diskBytes atomic.Int64
 }
 
-const lockName = "LOCK"
+// lockName starts with a dot so that no valid queue name can collide with it.
+const lockName = ".lock"
 
 // Open locks opts.Dir, recovers every queue in it and starts their commit
 // loops. A queue that cannot be recovered (an I/O error; corruption is
@@ -92,7 +93,7 @@ func Open(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// lockDir takes an exclusive flock on dir/LOCK so that two processes never
+// lockDir takes an exclusive flock on dir/.lock so that two processes never
 // share a data directory, and writes the holder's pid into it.
 func lockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, lockName)

@@ -156,6 +156,9 @@ func openQueue(e *Engine, name string) (*queue, error) {
 			q.log.Warn("repaired torn tail of newest segment", "segment", segment.Name(base),
 				"offset", res.ValidSize, "cut_bytes", res.Cut,
 				"reason", res.Tail.Reason, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
+			if res.KeepErr != nil {
+				q.log.Error("torn tail cut without a copy", "err", res.KeepErr)
+			}
 		}
 	}
 	if res != nil {

@@ -57,6 +57,9 @@ type ScanResult struct {
 	Corrupt []*CorruptionError
 	// Cut is the number of bytes Repair cut off (0 after Scan).
 	Cut int64
+	// KeepErr says why Repair could not keep the cut bytes in a .broken
+	// file (nil when it did, or cut nothing).
+	KeepErr error
 	// Tail is the first problem after ValidSize (nil when the file ends
 	// cleanly there): a torn tail, if this is the newest segment.
 	Tail *CorruptionError
@@ -114,7 +117,8 @@ func BrokenPath(queueDir string, base uint64, offset int64) string {
 }
 
 // Repair cuts a segment's torn tail: it copies the bytes after the last good
-// record to a .broken file beside the segment (fsynced), truncates the
+// record to a .broken file beside the segment (fsynced; if that fails, for
+// instance on a full disk, it says so in res.KeepErr and cuts anyway), truncates the
 // records file there, and fsyncs the file and the queue directory. It is for
 // the newest segment, whose tail may have been half written when the process
 // or the machine died; it returns the scan of the repaired segment and
@@ -137,8 +141,14 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 	if _, err := f.ReadAt(cut, res.ValidSize); err != nil && !errors.Is(err, io.EOF) {
 		return nil, false, fmt.Errorf("repair segment %020d: read tail: %w", base, err)
 	}
-	if err := writeFileSync(BrokenPath(queueDir, base, res.ValidSize), cut); err != nil {
-		return nil, false, fmt.Errorf("repair segment %020d: keep tail: %w", base, err)
+	broken := BrokenPath(queueDir, base, res.ValidSize)
+	if err := writeFileSync(broken, cut); err != nil {
+		// Most likely a full disk, which is also when torn tails happen
+		// (a batch that failed half written). The bytes are no record
+		// anyone can read; keeping the queue down for them would be worse,
+		// so say what they were and cut them anyway.
+		os.Remove(broken)
+		res.KeepErr = fmt.Errorf("keep %d torn bytes in %s: %w (first bytes %x)", len(cut), broken, err, cut[:min(len(cut), 64)])
 	}
 	if err := f.Truncate(res.ValidSize); err != nil {
 		return nil, false, fmt.Errorf("repair segment %020d: truncate at %d: %w", base, res.ValidSize, err)

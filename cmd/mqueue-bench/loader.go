@@ -88,7 +88,7 @@ func copyDir(src, dst string) error {
 		if d.IsDir() {
 			return os.MkdirAll(target, 0o750)
 		}
-		if d.Name() == "LOCK" || !d.Type().IsRegular() {
+		if d.Name() == ".lock" || !d.Type().IsRegular() {
 			return nil
 		}
 		in, err := os.Open(path)
