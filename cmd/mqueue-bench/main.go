@@ -54,6 +54,7 @@ type config struct {
 	prefill    int64
 	backlog    int64
 	profileDir string
+	profMode   string
 	out        string
 }
 
@@ -87,7 +88,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.workDir, "workdir", "", "directory for binaries and data directories (default a new temp dir, removed at the end)")
 	fs.Int64Var(&cfg.prefill, "prefill", 0, "messages pre-filled for each dequeue run (default 120000 per second of -duration)")
 	fs.Int64Var(&cfg.backlog, "backlog", 10_000_000, "messages in the -scale backlog")
-	fs.StringVar(&cfg.profileDir, "profile", "", "also write CPU/alloc profiles, a trace and strace -c of mqueue --fsync=always under -c100 into this directory")
+	fs.StringVar(&cfg.profileDir, "profile", "", "also write CPU/alloc profiles, a trace and strace -c of mqueue (-profile-mode) under -c100 into this directory")
+	fs.StringVar(&cfg.profMode, "profile-mode", "always", "fsync mode of the -profile runs")
 	fs.StringVar(&cfg.out, "out", "", "also write the table to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// profile records, for an enqueue and a dequeue run of mqueue
-// --fsync=always under -c100, a CPU profile, the allocations made during the
+// profile records, for an enqueue and a dequeue run of mqueue (fsync mode
+// -profile-mode) under -c100, a CPU profile, the allocations made during the
 // run (two allocs profiles, diffed with -base), an execution trace (for the
 // sync-blocking and syscall profiles of go tool trace) and strace -c, plus
 // text summaries of each, into dir.
@@ -22,14 +22,19 @@ func (b *bench) profile(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	always := target{name: "mqueue always", mode: "always"}
+	switch b.cfg.profMode {
+	case "always", "interval", "never":
+	default:
+		return fmt.Errorf("bad -profile-mode %q", b.cfg.profMode)
+	}
+	t := target{name: "mqueue " + b.cfg.profMode, mode: b.cfg.profMode}
 	const conns = 100
 	for _, op := range []string{"enqueue", "dequeue"} {
-		b.logf("== profile: %s -c%d against mqueue always", op, conns)
-		if err := b.profileRun(dir, always, op, conns); err != nil {
+		b.logf("== profile: %s -c%d against %s", op, conns, t.name)
+		if err := b.profileRun(dir, t, op, conns); err != nil {
 			return fmt.Errorf("profile %s: %w", op, err)
 		}
-		if err := b.straceRun(dir, always, op, conns); err != nil {
+		if err := b.straceRun(dir, t, op, conns); err != nil {
 			return fmt.Errorf("strace %s: %w", op, err)
 		}
 	}
