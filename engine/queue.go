@@ -186,7 +186,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	q.nextID = max(q.writer.NextID(), hwm, readID, 1)
 	q.committed = q.nextID - 1
 	if q.nextID != q.writer.NextID() {
-		q.log.Warn("ids continue past the high-water mark; the newest records were lost before this start",
+		q.log.Info("ids continue from the reserved high-water mark (the last stop was not clean)",
 			"last_id_on_disk", q.writer.NextID()-1, "next_id", q.nextID)
 	}
 	if q.hwm < q.nextID {
