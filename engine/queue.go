@@ -64,6 +64,7 @@ type queue struct {
 	cursor       *cursorFile
 	hwm          uint64
 	dirty        bool             // written since the last fsync (interval mode)
+	cursorRetry  bool             // a cursor write failed: write the position again
 	spare        []segment.Record // a committed batch's slice, reused by the next
 	wake         chan struct{}
 	stopped      chan struct{}

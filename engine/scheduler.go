@@ -66,7 +66,7 @@ func (q *queue) commitPending() {
 		q.spare = b.recs[:0]
 		b.recs = nil
 	}
-	if cb != nil || target != q.persisted {
+	if cb != nil || target != q.persisted || q.cursorRetry {
 		q.commitCursor(target, cb)
 	}
 }
@@ -241,6 +241,7 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 	}
 	if err == nil {
 		q.persisted = target
+		q.cursorRetry = false
 		if cb != nil {
 			close(cb.done)
 		}
@@ -248,6 +249,11 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 	}
 	q.e.opts.Metrics.IncWriteError()
 	q.log.Error("cursor write failed; dequeues not acknowledged", "err", err)
+	// The failed position may sit in the page cache and reach the disk
+	// later; the next turn (at the latest the compactor's, within a second,
+	// or the final one at close) writes the rewound one over it, in a newer
+	// slot. No kick: a disk that keeps failing must not spin the loop.
+	q.cursorRetry = true
 	err = classify(err)
 	q.mu.Lock()
 	// Roll back every move since the last persisted position, including
@@ -308,7 +314,7 @@ func (q *queue) backgroundSync() {
 
 // shutdown writes the final cursor and exact hwm, fsyncs and closes files.
 func (q *queue) shutdown() {
-	if q.readID != q.persisted {
+	if q.readID != q.persisted || q.cursorRetry {
 		q.commitCursor(q.readID, nil)
 	}
 	if err := q.cursor.sync(); err != nil {
