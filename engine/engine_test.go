@@ -355,7 +355,9 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 // compaction at once (meant for -race) and checks every message is
 // delivered exactly once, in id order per consumer.
 func TestConcurrentProducersConsumers(t *testing.T) {
-	e := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 4096, CompactInterval: 5 * time.Millisecond})
+	// Small, quickly aging segments: size and age rotation and compaction
+	// all run while producers and consumers do.
+	e := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 4096, SegmentAge: 20 * time.Millisecond, CompactInterval: 5 * time.Millisecond})
 	const producers, consumers, each = 8, 4, 300
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {
@@ -407,6 +409,8 @@ func TestConcurrentProducersConsumers(t *testing.T) {
 	if len(seen) != producers*each {
 		t.Fatalf("delivered %d of %d", len(seen), producers*each)
 	}
+	st, _ := e.Stats("q")
+	t.Logf("race run: %d messages, %d producers, %d consumers, %d segments left, depth %d", len(seen), producers, consumers, st.Segments, st.Depth)
 }
 
 func TestCloseIsFinalAndFast(t *testing.T) {
