@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Directories gofmt looks at: every Go file we own, none that Go tooling skips.
 GOFILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './data/*' -not -path './bin/*' -not -path '*/testdata/*')
 
-.PHONY: all build run test bench bench-scale fmt fmtcheck vet lint clean help
+.PHONY: all build run test fuzz bench bench-scale fmt fmtcheck vet lint clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo 'make build   build $(BIN) (version $(VERSION))'
 	@echo 'make run     build, then serve on :8088 with data in ./data'
 	@echo 'make test    gofmt check, go vet, go test -race (unit and end-to-end)'
+	@echo 'make fuzz    a bounded fuzzing run of every fuzz target (part of make test)'
 	@echo 'make bench   micro-benchmarks, then wrk: mqueue vs a bare-Gin ceiling (needs wrk)'
 	@echo 'make bench-scale  throughput, RSS, restart with a 10M-message backlog'
 	@echo 'make fmt     gofmt -w the tree'
@@ -32,6 +33,19 @@ run: build
 # skip when it is missing unless MQUEUE_TEST_REQUIRE_ALL=1 (as in CI).
 test: fmtcheck vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+# A short, bounded fuzzing run of every fuzz target (their seed corpora also
+# run in every plain `go test`). A failing input is written to the package's
+# testdata/fuzz/FuzzX/ directory: commit it, it becomes a regression test.
+# FuzzScan fsyncs in every execution (Repair, append), so it gets a count,
+# not a time.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./segment/
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 50x ./segment/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./api/
 
 # The micro-benchmarks (segment, engine, api, the ceiling's handler), then the load benchmark:
 # wrk against mqueue in each fsync mode and against the bare-Gin ceiling,
