@@ -42,23 +42,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -69,15 +62,19 @@ const (
 	crashConsumers    = 4
 	crashDrainers     = 8
 	crashDefaultRound = 5
-	crashReadyLimit   = 20 * time.Second // start to /readyz 200
 	crashDrainLimit   = 30 * time.Second // one drain
-	crashClientLimit  = 10 * time.Second // one request
-	crashExitLimit    = 15 * time.Second // SIGTERM to exit: drain-grace + 10 s + slack
 	crashDrainGrace   = 100 * time.Millisecond
 	crashMinLoad      = 300 * time.Millisecond
 	crashMaxLoad      = 1500 * time.Millisecond
-	crashMaxViolation = 20 // violations printed per kind
+	crashSpread       = 512 // body size spread: 64..575 bytes
 )
+
+// The server is built, started and stopped with the rel* helpers of
+// reliability_helpers_test.go, and its clients' answers are recorded and
+// checked with their ledger (relLedger, whose check holds the cut-GET
+// matching described above); the ready limit is relReadyLimit (20 s), one
+// request relClientLimit, SIGTERM to exit relExitLimit (drain-grace + 10 s
+// + slack).
 
 // TestCrashKill9NoAckedLossNoDoublePop kills the server with SIGKILL under
 // load, restarts it on the same data directory and checks that no
@@ -114,7 +111,7 @@ func TestCrashKill9NoAckedLossNoDoublePop(t *testing.T) {
 		}
 	}
 
-	bin := crashBuild(t)
+	bin := relBuildRace(t, os.Getenv("MQUEUE_CRASH_RACE") == "1")
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	modes := []struct {
 		mode   string
@@ -133,374 +130,12 @@ func TestCrashKill9NoAckedLossNoDoublePop(t *testing.T) {
 	}
 }
 
-// crashBuild builds the server binary once for the test into its temp dir
-// (the build cache makes a rebuild under -count=N cheap).
-func crashBuild(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("no go command in PATH to build the server: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	root := filepath.Join("..", "..") // the module root, seen from cmd/mqueue
-	if out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output(); err == nil {
-		if mod := strings.TrimSpace(string(out)); mod != "" && mod != os.DevNull {
-			root = filepath.Dir(mod)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "mqueue")
-	args := []string{"build", "-o", bin}
-	if os.Getenv("MQUEUE_CRASH_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	args = append(args, "./cmd/mqueue")
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = root
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s (in %s): %v\n%s", strings.Join(args, " "), root, err, out)
-	}
-	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
-// crashServer is one running server process.
-type crashServer struct {
-	cmd     *exec.Cmd
-	base    string // http://127.0.0.1:PORT
-	logPath string
-	exited  chan struct{} // closed once Wait returned
-	waitErr error         // valid once exited is closed
-}
-
-// crashFreeAddr returns a loopback address that was free a moment ago.
-func crashFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// crashEnv is the environment of the child: ours without any MQUEUE_*
-// variable, so that nothing but the flags configures it.
-func crashEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// crashStart starts the server on a free loopback port and waits for
-// /readyz 200; it returns the server and the time from start to ready. The
-// process is killed in t.Cleanup if it still runs.
-func crashStart(t *testing.T, bin, data, mode, logDir string, n int) (*crashServer, time.Duration) {
-	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ { // another test may grab the port
-		s, ready, err := crashTryStart(t, bin, data, mode, filepath.Join(logDir, fmt.Sprintf("server-%02d-%d.log", n, attempt)))
-		if err == nil {
-			return s, ready
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("start %d: %v", n, lastErr)
-	return nil, 0
-}
-
-func crashTryStart(t *testing.T, bin, data, mode, logPath string) (*crashServer, time.Duration, error) {
-	addr := crashFreeAddr(t)
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "serve",
-		"--addr", addr,
-		"--data", data,
-		"--fsync", mode,
-		"--segment-bytes", "65536",
-		"--segment-age", "2s",
-		"--drain-grace", crashDrainGrace.String(),
-	)
-	cmd.Env = crashEnv()
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	s := &crashServer{cmd: cmd, base: "http://" + addr, logPath: logPath, exited: make(chan struct{})}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() { s.kill(t) })
-
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	deadline := start.Add(crashReadyLimit)
-	for {
-		resp, err := client.Get(s.base + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, time.Since(start), nil
-			}
-		}
-		select {
-		case <-s.exited:
-			return nil, 0, fmt.Errorf("server exited before ready (%v); log %s:\n%s", s.waitErr, logPath, crashTail(logPath))
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill(t)
-			return nil, 0, fmt.Errorf("server not ready within %v; log %s:\n%s", crashReadyLimit, logPath, crashTail(logPath))
-		}
-	}
-}
-
-// kill sends SIGKILL (if the process still runs) and reaps it.
-func (s *crashServer) kill(t *testing.T) {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("pid %d did not die within 10s of SIGKILL", s.cmd.Process.Pid)
-	}
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (s *crashServer) stop(t *testing.T) {
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Errorf("SIGTERM: %v", err)
-	}
-	select {
-	case <-s.exited:
-		if s.waitErr != nil {
-			t.Errorf("server exit after SIGTERM: %v; log:\n%s", s.waitErr, crashTail(s.logPath))
-		}
-	case <-time.After(crashExitLimit):
-		t.Errorf("server did not exit within %v of SIGTERM; log:\n%s", crashExitLimit, crashTail(s.logPath))
-		s.kill(t)
-	}
-}
-
-// crashTail returns the end of a log file.
-func crashTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
-// crashBody is the body sent for key: the key, a bar, and a filler derived
-// from the key, 64..575 bytes in all, so that a corrupted or mixed-up body
-// shows and segments fill up and rotate.
-func crashBody(key string) []byte {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	sum := h.Sum64()
-	n := 64 + int(sum%512)
-	b := make([]byte, 0, n)
-	b = append(b, key...)
-	b = append(b, '|')
-	for len(b) < n {
-		b = append(b, "abcdefghijklmnopqrstuvwxyz0123456789"[sum%36])
-		sum = sum*6364136223846793005 + 1442695040888963407
-	}
-	return b
-}
-
-// crashKey returns the key of a popped body, and whether the body is exactly
-// what was sent for it.
-func crashKey(body []byte) (string, bool) {
-	i := bytes.IndexByte(body, '|')
-	if i <= 0 {
-		return "", false
-	}
-	key := string(body[:i])
-	return key, bytes.Equal(body, crashBody(key))
-}
-
-// POST outcomes.
-const (
-	crashAcked   = iota // 201 with an id
-	crashUnknown        // no answer: transport error
-	crashRefused        // a definite answer other than 201
-)
-
-type crashPost struct {
-	life, producer int
-	outcome        int
-	id             uint64 // with crashAcked
-	what           string // status or error, for reports
-}
-
-type crashPop struct {
-	life     int
-	consumer string
-	id       uint64
-}
-
-// crashCutGet is a GET with an unknown outcome: it may have popped a message
-// whose 200 never arrived.
-type crashCutGet struct {
-	life      int
-	consumer  string
-	maxBefore uint64 // highest id popped in this life before it was sent (a lower bound)
-	err       string
-}
-
-// crashLedger records what the clients were told, across every lifetime of
-// one data directory. Safe for concurrent use.
-type crashLedger struct {
-	mu         sync.Mutex
-	posts      map[string]*crashPost
-	pops       map[string][]crashPop
-	byID       map[uint64]string // id -> key, from 201s and 200s
-	cutGets    []crashCutGet
-	maxPopped  map[int]uint64 // per life, so far
-	violations map[string][]string
-}
-
-func newCrashLedger() *crashLedger {
-	return &crashLedger{
-		posts:      map[string]*crashPost{},
-		pops:       map[string][]crashPop{},
-		byID:       map[uint64]string{},
-		maxPopped:  map[int]uint64{},
-		violations: map[string][]string{},
-	}
-}
-
-// violate records a broken promise under kind.
-func (l *crashLedger) violate(kind, format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.violateLocked(kind, format, args...)
-}
-
-func (l *crashLedger) violateLocked(kind, format string, args ...any) {
-	l.violations[kind] = append(l.violations[kind], fmt.Sprintf(format, args...))
-}
-
-// bindID records that id names key, and reports an id naming two bodies.
-func (l *crashLedger) bindIDLocked(id uint64, key, how string) {
-	if prev, ok := l.byID[id]; ok && prev != key {
-		l.violateLocked("id assigned to two bodies", "id %d: %q and %q (%s)", id, prev, key, how)
-		return
-	}
-	l.byID[id] = key
-}
-
-func (l *crashLedger) post(key string, p *crashPost) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.posts[key] = p
-	if p.outcome == crashAcked {
-		l.bindIDLocked(p.id, key, fmt.Sprintf("201 in life %d", p.life))
-		if pops := l.pops[key]; len(pops) > 0 && pops[0].id != p.id {
-			l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, p.id, pops[0].id)
-		}
-	}
-}
-
-// popSnapshot returns the highest id popped so far in life, to record with a
-// GET about to be sent.
-func (l *crashLedger) popSnapshot(life int) uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.maxPopped[life]
-}
-
-func (l *crashLedger) pop(key string, p crashPop) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.pops[key] = append(l.pops[key], p)
-	if p.id > l.maxPopped[p.life] {
-		l.maxPopped[p.life] = p.id
-	}
-	l.bindIDLocked(p.id, key, fmt.Sprintf("200 in life %d to %s", p.life, p.consumer))
-	if a := l.posts[key]; a != nil && a.outcome == crashAcked && a.id != p.id {
-		l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, a.id, p.id)
-	}
-}
-
-func (l *crashLedger) cutGet(g crashCutGet) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.cutGets = append(l.cutGets, g)
-}
-
-// lifeCounts returns the acked and cut POSTs, the pops and the cut GETs of
-// one life.
-func (l *crashLedger) lifeCounts(life int) (acked, unknown, pops, cut int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, p := range l.posts {
-		if p.life != life {
-			continue
-		}
-		switch p.outcome {
-		case crashAcked:
-			acked++
-		case crashUnknown:
-			unknown++
-		}
-	}
-	for _, ps := range l.pops {
-		for _, p := range ps {
-			if p.life == life {
-				pops++
-			}
-		}
-	}
-	for _, g := range l.cutGets {
-		if g.life == life {
-			cut++
-		}
-	}
-	return acked, unknown, pops, cut
-}
-
-// crashClient is a keep-alive client for one lifetime of the server.
-func crashClient() *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			MaxIdleConns:        64,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
-		},
-		Timeout: crashClientLimit,
-	}
-}
-
 // crashLife is what the workers of one lifetime share.
 type crashLife struct {
 	life   int
 	base   string
 	client *http.Client
-	ledger *crashLedger
+	ledger *relLedger
 	killAt atomic.Int64 // unix ns just before SIGKILL: errors after it are expected
 	killed atomic.Bool  // set just after SIGKILL: send nothing more
 }
@@ -518,8 +153,8 @@ func (lf *crashLife) produce(p int) {
 	var lastID uint64
 	for i := 0; !lf.killed.Load(); i++ {
 		key := fmt.Sprintf("L%d-p%d-i%d", lf.life, p, i)
-		rec := &crashPost{life: lf.life, producer: p}
-		resp, err := lf.client.Post(url, "application/octet-stream", bytes.NewReader(crashBody(key)))
+		rec := &relPost{life: lf.life, producer: p}
+		resp, err := lf.client.Post(url, "application/octet-stream", bytes.NewReader(relBody(key, crashSpread)))
 		var body []byte
 		if err == nil {
 			body, err = io.ReadAll(resp.Body)
@@ -527,7 +162,7 @@ func (lf *crashLife) produce(p int) {
 		}
 		switch {
 		case err != nil:
-			rec.outcome, rec.what = crashUnknown, err.Error()
+			rec.outcome, rec.what = relUnknown, err.Error()
 			if lf.unexpected(time.Now()) {
 				lf.ledger.violate("request failed while the server ran", "life %d POST %s: %v", lf.life, key, err)
 			}
@@ -536,18 +171,18 @@ func (lf *crashLife) produce(p int) {
 			if perr != nil || !bytes.Contains(body, []byte(`"id":`+strconv.FormatUint(id, 10)+`}`)) {
 				// A definite answer that does not name an id: the message
 				// may be stored, so its fate is unknown.
-				rec.outcome, rec.what = crashUnknown, "201 without a usable id"
+				rec.outcome, rec.what = relUnknown, "201 without a usable id"
 				lf.ledger.violate("malformed 201", "life %d POST %s: X-Message-Id %q body %q",
 					lf.life, key, resp.Header.Get("X-Message-Id"), body)
 				break
 			}
-			rec.outcome, rec.id, rec.what = crashAcked, id, "201"
+			rec.outcome, rec.id, rec.status, rec.what = relAcked, id, http.StatusCreated, "201"
 			if id <= lastID {
 				lf.ledger.violate("ids not increasing per producer", "life %d producer %d: id %d after %d (%s)", lf.life, p, id, lastID, key)
 			}
 			lastID = id
 		default:
-			rec.outcome, rec.what = crashRefused, fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
+			rec.outcome, rec.status, rec.what = relRefused, resp.StatusCode, fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 			lf.ledger.violate("unexpected status", "life %d POST %s: %s", lf.life, key, rec.what)
 		}
 		lf.ledger.post(key, rec)
@@ -572,7 +207,7 @@ func (lf *crashLife) consume(name string, wait int, stop func(empty int) bool) {
 			resp.Body.Close()
 		}
 		if err != nil {
-			lf.ledger.cutGet(crashCutGet{life: lf.life, consumer: name, maxBefore: before, err: err.Error()})
+			lf.ledger.cutGet(relCutGet{life: lf.life, by: name, maxBefore: before, err: err.Error()})
 			if lf.unexpected(time.Now()) {
 				lf.ledger.violate("request failed while the server ran", "life %d GET by %s: %v", lf.life, name, err)
 			}
@@ -590,7 +225,7 @@ func (lf *crashLife) consume(name string, wait int, stop func(empty int) bool) {
 		case http.StatusOK:
 			empty = 0
 			id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
-			key, exact := crashKey(body)
+			key, exact := relKeySpread(body, crashSpread)
 			if perr != nil || key == "" {
 				lf.ledger.violate("corrupt body", "life %d GET by %s: X-Message-Id %q, body %.80q", lf.life, name, resp.Header.Get("X-Message-Id"), body)
 				continue
@@ -603,7 +238,7 @@ func (lf *crashLife) consume(name string, wait int, stop func(empty int) bool) {
 				lf.ledger.violate("ids not increasing per consumer", "life %d consumer %s: id %d after %d (%s)", lf.life, name, id, lastID, key)
 			}
 			lastID = id
-			lf.ledger.pop(key, crashPop{life: lf.life, consumer: name, id: id})
+			lf.ledger.pop(key, relPop{life: lf.life, id: id, by: name})
 		default:
 			lf.ledger.violate("unexpected status", "life %d GET by %s: %d %s", lf.life, name, resp.StatusCode, bytes.TrimSpace(body))
 			time.Sleep(10 * time.Millisecond)
@@ -613,7 +248,7 @@ func (lf *crashLife) consume(name string, wait int, stop func(empty int) bool) {
 
 // load runs producers and consumers for d, then SIGKILLs the server while
 // their requests are in flight, and waits for every worker to stop.
-func (lf *crashLife) load(t *testing.T, s *crashServer, d time.Duration) {
+func (lf *crashLife) load(t *testing.T, s *relServer, d time.Duration) {
 	var wg sync.WaitGroup
 	for p := 0; p < crashProducers; p++ {
 		wg.Go(func() { lf.produce(p) })
@@ -633,13 +268,13 @@ func (lf *crashLife) load(t *testing.T, s *crashServer, d time.Duration) {
 		t.Errorf("life %d: SIGKILL: %v", lf.life, err)
 	}
 	lf.killed.Store(true)
-	s.kill(t) // reap
+	s.kill() // reap (and the process group)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(crashClientLimit + 5*time.Second):
-		t.Fatalf("life %d: workers still busy %v after the kill", lf.life, crashClientLimit+5*time.Second)
+	case <-time.After(relClientLimit + 5*time.Second):
+		t.Fatalf("life %d: workers still busy %v after the kill", lf.life, relClientLimit+5*time.Second)
 	}
 }
 
@@ -671,34 +306,40 @@ func (lf *crashLife) drain(t *testing.T) bool {
 	return true
 }
 
-// crashCounts is the summary of a ledger.
-type crashCounts struct {
-	acked, unknownPosts, popped, lost, cutTaken, poppedTwice, recovered, cutGets int
-}
-
 // crashRun runs rounds kill/restart rounds on one data directory with the
 // given fsync mode, then a final drain, and checks the ledger.
 func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, rng *rand.Rand) {
 	began := time.Now()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	ledger := newCrashLedger()
+	ledger := newRelLedger()
 	var maxReady time.Duration
 	restartsOK, done := 0, 0
 	drained := true
 
 	for life := 0; ; life++ {
-		s, ready := crashStart(t, bin, data, mode, dir, life)
+		s, ready := relStartReady(t, relConfig{
+			bin:  bin,
+			data: data,
+			flags: []string{
+				"--fsync", mode,
+				"--segment-bytes", "65536",
+				"--segment-age", "2s",
+				"--drain-grace", crashDrainGrace.String(),
+			},
+			logDir: dir,
+			name:   fmt.Sprintf("server-%02d", life),
+		})
 		if life > 0 {
 			restartsOK++
 			maxReady = max(maxReady, ready)
 		}
-		lf := &crashLife{life: life, base: s.base, client: crashClient(), ledger: ledger}
+		lf := &crashLife{life: life, base: s.base, client: relClient(t), ledger: ledger}
 		if life > 0 && !lf.drain(t) {
 			// The ledger is still checked for what it can tell.
 			drained = false
 			lf.client.CloseIdleConnections()
-			s.kill(t)
+			s.kill()
 			break
 		}
 		final := life == rounds || (life > 0 && time.Since(began) > budget)
@@ -707,7 +348,9 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 				t.Logf("time budget %v spent after %d of %d rounds", budget, life, rounds)
 			}
 			lf.client.CloseIdleConnections()
-			s.stop(t)
+			if _, err := s.term(relExitLimit); err != nil {
+				t.Errorf("server exit after SIGTERM: %v; log:\n%s", err, s.logTail())
+			}
 			break
 		}
 		d := crashMinLoad + time.Duration(rng.Int64N(int64(crashMaxLoad-crashMinLoad)))
@@ -725,7 +368,7 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 			done, life, ready.Round(time.Millisecond), d.Round(time.Millisecond), acked, unknown, pops, cut)
 	}
 
-	c := crashCheck(t, ledger, drained)
+	c := ledger.check(t, relCheckOpts{undrained: !drained})
 	if races := crashLogCount(dir, "WARNING: DATA RACE"); races > 0 {
 		t.Errorf("the server (built with -race) reported %d data race(s); see the logs", races)
 	}
@@ -734,7 +377,7 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 		crashKeep(t, dir)
 	}
 	t.Logf("fsync=%s: rounds=%d acked=%d popped=%d acked-lost=%d popped-twice=%d recovered-unacked=%d restarts-ok=%d/%d max-time-to-ready=%v (unknown-outcome POSTs=%d, GETs cut by the kill=%d, acked bodies they took=%d) in %v",
-		mode, done, c.acked, c.popped, c.lost, c.poppedTwice, c.recovered, restartsOK, done, maxReady.Round(time.Millisecond),
+		mode, done, c.acked, c.popped, c.lost, c.poppedTwice, c.recoveredUnacked, restartsOK, done, maxReady.Round(time.Millisecond),
 		c.unknownPosts, c.cutGets, c.cutTaken, time.Since(began).Round(time.Millisecond))
 	if done == 0 {
 		t.Errorf("no round ran")
@@ -755,160 +398,6 @@ func crashKeep(t *testing.T, dir string) {
 		return
 	}
 	t.Logf("data directory and server logs kept in %s", dst)
-}
-
-// crashCheck checks the ledger and reports every broken promise; with
-// drained false (the last drain did not finish) it cannot tell lost
-// messages and leaves them out.
-func crashCheck(t *testing.T, l *crashLedger, drained bool) crashCounts {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var c crashCounts
-	c.cutGets = len(l.cutGets)
-
-	// Per life: the range of acked and of popped ids.
-	type span struct{ lo, hi uint64 }
-	acks, popsBy := map[int]*span{}, map[int]*span{}
-	widen := func(m map[int]*span, life int, id uint64) {
-		s := m[life]
-		if s == nil {
-			m[life] = &span{id, id}
-			return
-		}
-		s.lo, s.hi = min(s.lo, id), max(s.hi, id)
-	}
-	lastLife := 0
-	for _, p := range l.posts {
-		lastLife = max(lastLife, p.life)
-		switch p.outcome {
-		case crashAcked:
-			c.acked++
-			widen(acks, p.life, p.id)
-		case crashUnknown:
-			c.unknownPosts++
-		}
-	}
-	for key, ps := range l.pops {
-		c.popped += len(ps)
-		for _, p := range ps {
-			lastLife = max(lastLife, p.life)
-			widen(popsBy, p.life, p.id)
-		}
-		if len(ps) > 1 {
-			c.poppedTwice++
-			var where []string
-			for _, p := range ps {
-				where = append(where, fmt.Sprintf("id %d in life %d by %s", p.id, p.life, p.consumer))
-			}
-			post := "never posted"
-			if a := l.posts[key]; a != nil {
-				post = fmt.Sprintf("POST in life %d: %s id %d", a.life, a.what, a.id)
-			}
-			l.violateLocked("popped twice", "%q (%s) popped %d times: %s", key, post, len(ps), strings.Join(where, "; "))
-		}
-		a := l.posts[key]
-		switch {
-		case a == nil:
-			l.violateLocked("popped a body never posted", "%q popped: id %d in life %d", key, ps[0].id, ps[0].life)
-		case a.outcome == crashUnknown:
-			c.recovered++
-		case a.outcome == crashRefused:
-			l.violateLocked("popped a refused message", "%q was answered %s in life %d, yet popped as id %d in life %d",
-				key, a.what, a.life, ps[0].id, ps[0].life)
-		}
-	}
-
-	// Order across restarts: everything acked (popped) in a later life is
-	// above everything acked (popped) in an earlier one.
-	for _, kind := range []struct {
-		name string
-		m    map[int]*span
-	}{{"acked", acks}, {"popped", popsBy}} {
-		var prev *span
-		prevLife := -1
-		for life := 0; life <= lastLife; life++ {
-			s := kind.m[life]
-			if s == nil {
-				continue
-			}
-			if prev != nil && s.lo <= prev.hi {
-				l.violateLocked("ids not increasing across restarts", "%s ids of life %d start at %d, not above %d, the highest %s in life %d",
-					kind.name, life, s.lo, prev.hi, kind.name, prevLife)
-			}
-			prev, prevLife = s, life
-		}
-	}
-
-	// Acked bodies never popped: each must be explained by a distinct GET
-	// cut by a kill that could have taken it.
-	minLater := make([]uint64, lastLife+2) // lowest id popped in any life after i
-	minLater[lastLife+1] = math.MaxUint64
-	for life := lastLife; life >= 0; life-- {
-		minLater[life] = minLater[life+1]
-		if life+1 <= lastLife && popsBy[life+1] != nil {
-			minLater[life] = min(minLater[life], popsBy[life+1].lo)
-		}
-	}
-	type lostRec struct {
-		key string
-		p   *crashPost
-	}
-	var lost []lostRec
-	for key, p := range l.posts {
-		if drained && p.outcome == crashAcked && len(l.pops[key]) == 0 {
-			lost = append(lost, lostRec{key, p})
-		}
-	}
-	sort.Slice(lost, func(i, j int) bool { return lost[i].p.id < lost[j].p.id })
-	can := func(lr lostRec, g crashCutGet) bool {
-		return g.life >= lr.p.life && lr.p.id > g.maxBefore && lr.p.id < minLater[g.life]
-	}
-	// Bipartite matching (augmenting paths); both sides are small unless
-	// something is badly wrong, and then the first few hundred suffice.
-	matchOf := make([]int, len(l.cutGets)) // cut GET -> lost index, or -1
-	for i := range matchOf {
-		matchOf[i] = -1
-	}
-	var try func(i int, seen []bool) bool
-	try = func(i int, seen []bool) bool {
-		for g := range l.cutGets {
-			if seen[g] || !can(lost[i], l.cutGets[g]) {
-				continue
-			}
-			seen[g] = true
-			if matchOf[g] < 0 || try(matchOf[g], seen) {
-				matchOf[g] = i
-				return true
-			}
-		}
-		return false
-	}
-	for i := range lost {
-		if i < 500 && try(i, make([]bool, len(l.cutGets))) {
-			c.cutTaken++
-			continue
-		}
-		c.lost++
-		lr := lost[i]
-		l.violateLocked("acked message lost", "%q acked as id %d in life %d (producer %d) never popped; lowest id popped in a later life: %s; GETs cut in life >= %d: %s",
-			lr.key, lr.p.id, lr.p.life, lr.p.producer, crashFmtID(minLater[lr.p.life]), lr.p.life, crashCutSummary(l.cutGets, lr.p.life))
-	}
-
-	var kinds []string
-	for k := range l.violations {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		vs := l.violations[k]
-		shown := vs
-		if len(shown) > crashMaxViolation {
-			shown = shown[:crashMaxViolation]
-		}
-		t.Errorf("%s: %d time(s):\n  %s", k, len(vs), strings.Join(shown, "\n  "))
-	}
-	return c
 }
 
 // crashLogDigest returns the WARN and ERROR lines of every server log in dir,
@@ -948,27 +437,4 @@ func crashLogCount(dir, what string) int {
 		}
 	}
 	return n
-}
-
-func crashFmtID(id uint64) string {
-	if id == math.MaxUint64 {
-		return "none"
-	}
-	return strconv.FormatUint(id, 10)
-}
-
-func crashCutSummary(gs []crashCutGet, fromLife int) string {
-	var out []string
-	for _, g := range gs {
-		if g.life >= fromLife {
-			out = append(out, fmt.Sprintf("life %d %s after id %d", g.life, g.consumer, g.maxBefore))
-		}
-	}
-	if len(out) == 0 {
-		return "none"
-	}
-	if len(out) > 8 {
-		out = append(out[:8], fmt.Sprintf("... %d in all", len(out)))
-	}
-	return strings.Join(out, ", ")
 }

@@ -89,6 +89,12 @@ func relLong(t testing.TB) {
 // this a link step after the first test.
 func relBuild(t testing.TB) string {
 	t.Helper()
+	return relBuildRace(t, false)
+}
+
+// relBuildRace is relBuild, with -race when race is set.
+func relBuildRace(t testing.TB, race bool) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
@@ -105,11 +111,18 @@ func relBuild(t testing.TB) string {
 	bin := filepath.Join(t.TempDir(), "mqueue")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/mqueue")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/mqueue (in %s): %v\n%s", root, err, out)
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
 	}
+	args = append(args, "./cmd/mqueue")
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = root
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s (in %s): %v\n%s", strings.Join(args, " "), root, err, out)
+	}
+	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
 	return bin
 }
 
@@ -394,13 +407,16 @@ const relSpread = 448
 
 // relKey returns the key of a popped body and whether the body is exactly
 // what was sent for it.
-func relKey(body []byte) (string, bool) {
+func relKey(body []byte) (string, bool) { return relKeySpread(body, relSpread) }
+
+// relKeySpread is relKey for bodies made with relBody(key, spread).
+func relKeySpread(body []byte, spread int) (string, bool) {
 	i := bytes.IndexByte(body, '|')
 	if i <= 0 {
 		return "", false
 	}
 	key := string(body[:i])
-	return key, bytes.Equal(body, relBody(key, relSpread))
+	return key, bytes.Equal(body, relBody(key, spread))
 }
 
 // POST outcomes.
@@ -411,11 +427,13 @@ const (
 )
 
 type relPost struct {
-	life    int
-	outcome int
-	id      uint64 // with relAcked
-	status  int
-	at      time.Time // when the answer arrived
+	life     int
+	producer int // for reports, when the generator numbers its producers
+	outcome  int
+	id       uint64 // with relAcked
+	status   int
+	what     string    // status or error, for reports
+	at       time.Time // when the answer arrived
 }
 
 type relPop struct {
@@ -428,7 +446,9 @@ type relPop struct {
 // whose 200 never arrived (a GET is at most once).
 type relCutGet struct {
 	life      int
+	by        string // the consumer
 	maxBefore uint64 // highest id popped in its life before it was sent
+	err       string
 }
 
 // relLedger records what the clients were told across every lifetime of one
@@ -497,6 +517,9 @@ func (l *relLedger) post(key string, p *relPost) {
 	l.posts[key] = p
 	if p.outcome == relAcked {
 		l.bindIDLocked(p.id, key, fmt.Sprintf("201 in life %d", p.life))
+		if pops := l.pops[key]; len(pops) > 0 && pops[0].id != p.id {
+			l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, p.id, pops[0].id)
+		}
 	}
 }
 
@@ -511,7 +534,7 @@ func (l *relLedger) pop(key string, p relPop) {
 	defer l.mu.Unlock()
 	l.pops[key] = append(l.pops[key], p)
 	l.maxPopped[p.life] = max(l.maxPopped[p.life], p.id)
-	l.bindIDLocked(p.id, key, fmt.Sprintf("200 in life %d", p.life))
+	l.bindIDLocked(p.id, key, fmt.Sprintf("200 in life %d to %s", p.life, p.by))
 	if a := l.posts[key]; a != nil && a.outcome == relAcked && a.id != p.id {
 		l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, a.id, p.id)
 	}
@@ -528,6 +551,37 @@ func (l *relLedger) cut(life int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.cutAt[life] = time.Now()
+}
+
+// lifeCounts returns the acked and cut POSTs, the pops and the cut GETs of
+// one life.
+func (l *relLedger) lifeCounts(life int) (acked, unknown, pops, cut int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.posts {
+		if p.life != life {
+			continue
+		}
+		switch p.outcome {
+		case relAcked:
+			acked++
+		case relUnknown:
+			unknown++
+		}
+	}
+	for _, ps := range l.pops {
+		for _, p := range ps {
+			if p.life == life {
+				pops++
+			}
+		}
+	}
+	for _, g := range l.cutGets {
+		if g.life == life {
+			cut++
+		}
+	}
+	return acked, unknown, pops, cut
 }
 
 // acked returns the number of acknowledged POSTs so far.
@@ -601,7 +655,7 @@ func (w *relWorkers) produceOne(prefix string) int {
 	rec.at = time.Now()
 	switch {
 	case err != nil:
-		rec.outcome = relUnknown
+		rec.outcome, rec.what = relUnknown, err.Error()
 		w.ledger.status("POST no answer")
 		w.ledger.sample("POST: " + err.Error())
 		if !w.failureExpected() {
@@ -610,15 +664,16 @@ func (w *relWorkers) produceOne(prefix string) int {
 	case resp.StatusCode == http.StatusCreated:
 		id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
 		if perr != nil || !bytes.Contains(body, []byte(`"id":`+strconv.FormatUint(id, 10)+`}`)) {
-			rec.outcome = relUnknown
+			rec.outcome, rec.what = relUnknown, "201 without a usable id"
 			w.ledger.violate("malformed 201", "life %d POST %s: X-Message-Id %q body %q", w.life, key, resp.Header.Get("X-Message-Id"), body)
 			break
 		}
-		rec.outcome, rec.id, rec.status = relAcked, id, 201
+		rec.outcome, rec.id, rec.status, rec.what = relAcked, id, 201, "201"
 		w.acks.Add(1)
 		w.ledger.status("POST 201")
 	default:
 		rec.outcome, rec.status = relRefused, resp.StatusCode
+		rec.what = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 		w.ledger.status(fmt.Sprintf("POST %d %s", resp.StatusCode, relErrCode(body)))
 		if !w.cut.Load() && !w.tolerate[resp.StatusCode] {
 			w.ledger.violate("unexpected status", "life %d POST %s: %d %s", w.life, key, resp.StatusCode, bytes.TrimSpace(body))
@@ -670,7 +725,7 @@ func (w *relWorkers) consumeOne(name string, wait int) int {
 		resp.Body.Close()
 	}
 	if err != nil {
-		w.ledger.cutGet(relCutGet{life: w.life, maxBefore: before})
+		w.ledger.cutGet(relCutGet{life: w.life, by: name, maxBefore: before, err: err.Error()})
 		w.ledger.status("GET no answer")
 		w.ledger.sample("GET: " + err.Error())
 		if !w.failureExpected() {
@@ -801,6 +856,9 @@ type relCheckOpts struct {
 	// have reached the disk anyway, so the message may be there.
 	allowRefusedStored bool
 	reportViolations   bool // print violations even when allowed
+	// undrained: the last drain did not finish, so a message never popped
+	// may still be queued; lost messages cannot be told and are left out.
+	undrained bool
 }
 
 // check compares what was popped with what was acked and reports every
@@ -842,7 +900,15 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		}
 		if len(ps) > 1 {
 			f.poppedTwice++
-			msg := fmt.Sprintf("%q popped %d times: %v", key, len(ps), ps)
+			var where []string
+			for _, p := range ps {
+				where = append(where, fmt.Sprintf("id %d in life %d by %s", p.id, p.life, p.by))
+			}
+			post := "never posted"
+			if a := l.posts[key]; a != nil {
+				post = fmt.Sprintf("POST in life %d: %s id %d", a.life, a.what, a.id)
+			}
+			msg := fmt.Sprintf("%q (%s) popped %d times: %s", key, post, len(ps), strings.Join(where, "; "))
 			if o.allowDoublePop {
 				soft = append(soft, "popped twice: "+msg)
 			} else {
@@ -903,7 +969,7 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 	}
 	var missing []lostRec
 	for key, p := range l.posts {
-		if p.outcome == relAcked && len(l.pops[key]) == 0 {
+		if !o.undrained && p.outcome == relAcked && len(l.pops[key]) == 0 {
 			missing = append(missing, lostRec{key, p})
 		}
 	}
@@ -938,8 +1004,9 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		if at, ok := l.cutAt[m.p.life]; ok {
 			f.lostAge = append(f.lostAge, at.Sub(m.p.at))
 		}
-		msg := fmt.Sprintf("%q acked as id %d in life %d never popped (highest id popped in that life %d, lowest popped later %s; id-1 %s, id+1 %s)",
-			m.key, m.p.id, m.p.life, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]), l.fateLocked(m.p.id-1), l.fateLocked(m.p.id+1))
+		msg := fmt.Sprintf("%q acked as id %d in life %d (producer %d) never popped (highest id popped in that life %d, lowest popped later %s; id-1 %s, id+1 %s; GETs cut in life >= %d: %s)",
+			m.key, m.p.id, m.p.life, m.p.producer, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]), l.fateLocked(m.p.id-1), l.fateLocked(m.p.id+1),
+			m.p.life, relCutSummary(l.cutGets, m.p.life))
 		if o.allowLoss {
 			soft = append(soft, "acked lost: "+msg)
 		} else {
@@ -953,8 +1020,8 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		vs := l.violations[k]
-		if len(vs) > 15 {
-			vs = append(vs[:15:15], fmt.Sprintf("... %d in all", len(l.violations[k])))
+		if len(vs) > relMaxViolation {
+			vs = append(vs[:relMaxViolation:relMaxViolation], fmt.Sprintf("... %d in all", len(l.violations[k])))
 		}
 		t.Errorf("%s: %d time(s):\n  %s", k, len(l.violations[k]), strings.Join(vs, "\n  "))
 	}
@@ -981,6 +1048,26 @@ func (l *relLedger) fateLocked(id uint64) string {
 		return "not popped"
 	}
 	return "popped in life " + strings.Join(lives, ",")
+}
+
+// relMaxViolation is how many violations of one kind check prints.
+const relMaxViolation = 20
+
+// relCutSummary lists the cut GETs of life fromLife and later, for reports.
+func relCutSummary(gs []relCutGet, fromLife int) string {
+	var out []string
+	for _, g := range gs {
+		if g.life >= fromLife {
+			out = append(out, fmt.Sprintf("life %d %s after id %d", g.life, g.by, g.maxBefore))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	if len(out) > 8 {
+		out = append(out[:8], fmt.Sprintf("... %d in all", len(out)))
+	}
+	return strings.Join(out, ", ")
 }
 
 func relFmtID(id uint64) string {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -175,23 +174,12 @@ func TestRunDispatch(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestServeWiring runs serve() end to end: the listener, the engine, the
 // metrics registry with the Go and process collectors, pprof on its own
 // listener, a second process on the same data directory, and the drain.
 func TestServeWiring(t *testing.T) {
 	cfg, err := parseServeFlags([]string{
-		"--addr", freeAddr(t), "--pprof", freeAddr(t), "--data", filepath.Join(t.TempDir(), "data"),
+		"--addr", relFreeAddr(t), "--pprof", relFreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"),
 		"--drain-grace", "100ms",
 	}, env(nil))
 	if err != nil {
@@ -255,7 +243,7 @@ func TestServeWiring(t *testing.T) {
 	// A second process on the same data directory fails at start and the
 	// first one goes on serving.
 	cfg2 := *cfg
-	cfg2.addr, cfg2.pprof = freeAddr(t), ""
+	cfg2.addr, cfg2.pprof = relFreeAddr(t), ""
 	err = serve(ctx, &cfg2, log)
 	if err == nil || !errors.Is(err, engine.ErrLocked) {
 		t.Errorf("second serve on the same data directory = %v, want ErrLocked", err)
