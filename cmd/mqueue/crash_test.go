@@ -43,9 +43,7 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -130,164 +128,35 @@ func TestCrashKill9NoAckedLossNoDoublePop(t *testing.T) {
 	}
 }
 
-// crashLife is what the workers of one lifetime share.
-type crashLife struct {
-	life   int
-	base   string
-	client *http.Client
-	ledger *relLedger
-	killAt atomic.Int64 // unix ns just before SIGKILL: errors after it are expected
-	killed atomic.Bool  // set just after SIGKILL: send nothing more
-}
-
-// unexpected reports whether a request that failed at errAt failed while the
-// server was still meant to run.
-func (lf *crashLife) unexpected(errAt time.Time) bool {
-	k := lf.killAt.Load()
-	return k == 0 || errAt.UnixNano() < k
-}
-
-// produce POSTs unique bodies until the process is killed.
-func (lf *crashLife) produce(p int) {
-	url := lf.base + "/api/queue/" + crashQueue
-	var lastID uint64
-	for i := 0; !lf.killed.Load(); i++ {
-		key := fmt.Sprintf("L%d-p%d-i%d", lf.life, p, i)
-		rec := &relPost{life: lf.life, producer: p}
-		resp, err := lf.client.Post(url, "application/octet-stream", bytes.NewReader(relBody(key, crashSpread)))
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		switch {
-		case err != nil:
-			rec.outcome, rec.what = relUnknown, err.Error()
-			if lf.unexpected(time.Now()) {
-				lf.ledger.violate("request failed while the server ran", "life %d POST %s: %v", lf.life, key, err)
-			}
-		case resp.StatusCode == http.StatusCreated:
-			id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
-			if perr != nil || !bytes.Contains(body, []byte(`"id":`+strconv.FormatUint(id, 10)+`}`)) {
-				// A definite answer that does not name an id: the message
-				// may be stored, so its fate is unknown.
-				rec.outcome, rec.what = relUnknown, "201 without a usable id"
-				lf.ledger.violate("malformed 201", "life %d POST %s: X-Message-Id %q body %q",
-					lf.life, key, resp.Header.Get("X-Message-Id"), body)
-				break
-			}
-			rec.outcome, rec.id, rec.status, rec.what = relAcked, id, http.StatusCreated, "201"
-			if id <= lastID {
-				lf.ledger.violate("ids not increasing per producer", "life %d producer %d: id %d after %d (%s)", lf.life, p, id, lastID, key)
-			}
-			lastID = id
-		default:
-			rec.outcome, rec.status, rec.what = relRefused, resp.StatusCode, fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
-			lf.ledger.violate("unexpected status", "life %d POST %s: %s", lf.life, key, rec.what)
-		}
-		lf.ledger.post(key, rec)
-	}
-}
-
-// consume GETs until the process is killed or stop, given the number of
-// 204s in a row so far, returns true; wait is the ?wait= value (0 = none).
-func (lf *crashLife) consume(name string, wait int, stop func(empty int) bool) {
-	url := lf.base + "/api/queue/" + crashQueue
-	if wait > 0 {
-		url += "?wait=" + strconv.Itoa(wait)
-	}
-	var lastID uint64
-	empty := 0
-	for !lf.killed.Load() && !stop(empty) {
-		before := lf.ledger.popSnapshot(lf.life)
-		resp, err := lf.client.Get(url)
-		var body []byte
-		if err == nil {
-			body, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		if err != nil {
-			lf.ledger.cutGet(relCutGet{life: lf.life, by: name, maxBefore: before, err: err.Error()})
-			if lf.unexpected(time.Now()) {
-				lf.ledger.violate("request failed while the server ran", "life %d GET by %s: %v", lf.life, name, err)
-			}
-			continue
-		}
-		switch resp.StatusCode {
-		case http.StatusNoContent:
-			empty++
-			if len(body) != 0 {
-				lf.ledger.violate("unexpected status", "life %d GET by %s: 204 with a body %q", lf.life, name, body)
-			}
-			if wait == 0 {
-				time.Sleep(5 * time.Millisecond)
-			}
-		case http.StatusOK:
-			empty = 0
-			id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
-			key, exact := relKeySpread(body, crashSpread)
-			if perr != nil || key == "" {
-				lf.ledger.violate("corrupt body", "life %d GET by %s: X-Message-Id %q, body %.80q", lf.life, name, resp.Header.Get("X-Message-Id"), body)
-				continue
-			}
-			if !exact {
-				lf.ledger.violate("corrupt body", "life %d GET by %s: id %d key %q: body of %d bytes differs from what was sent (%.80q)",
-					lf.life, name, id, key, len(body), body)
-			}
-			if id <= lastID {
-				lf.ledger.violate("ids not increasing per consumer", "life %d consumer %s: id %d after %d (%s)", lf.life, name, id, lastID, key)
-			}
-			lastID = id
-			lf.ledger.pop(key, relPop{life: lf.life, id: id, by: name})
-		default:
-			lf.ledger.violate("unexpected status", "life %d GET by %s: %d %s", lf.life, name, resp.StatusCode, bytes.TrimSpace(body))
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// load runs producers and consumers for d, then SIGKILLs the server while
-// their requests are in flight, and waits for every worker to stop.
-func (lf *crashLife) load(t *testing.T, s *relServer, d time.Duration) {
-	var wg sync.WaitGroup
-	for p := 0; p < crashProducers; p++ {
-		wg.Go(func() { lf.produce(p) })
-	}
-	for c := 0; c < crashConsumers; c++ {
-		wait := 0
-		if c == crashConsumers-1 {
-			wait = 1 // one long-polling consumer
-		}
-		wg.Go(func() { lf.consume(fmt.Sprintf("c%d", c), wait, func(int) bool { return false }) })
-	}
+// crashLoad runs producers and consumers (the last one long-polling) on w
+// for d, then SIGKILLs the server while their requests are in flight, and
+// waits for every worker to stop. The workers keep sending until the
+// signal is out (w.firing makes their transport errors expected from just
+// before it), so that requests are in flight when it lands.
+func crashLoad(t *testing.T, w *relWorkers, s *relServer, d time.Duration) {
+	w.longPollLast = true
+	stop := w.run(t, crashProducers, crashConsumers)
 	time.Sleep(d)
-	// Workers keep sending until the signal is out, so that requests are
-	// in flight when it lands.
-	lf.killAt.Store(time.Now().UnixNano())
+	w.firing.Store(true)
 	if err := s.cmd.Process.Kill(); err != nil {
-		t.Errorf("life %d: SIGKILL: %v", lf.life, err)
+		t.Errorf("life %d: SIGKILL: %v", w.life, err)
 	}
-	lf.killed.Store(true)
+	stop()   // at most relClientLimit + 5 s
 	s.kill() // reap (and the process group)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(relClientLimit + 5*time.Second):
-		t.Fatalf("life %d: workers still busy %v after the kill", lf.life, relClientLimit+5*time.Second)
-	}
 }
 
-// drain pops with several consumers until each has seen a 204 (nothing
-// produces meanwhile, so the queue is empty), within crashDrainLimit. It
-// reports whether the queue was drained in time.
-func (lf *crashLife) drain(t *testing.T) bool {
+// crashDrain pops with several consumers until each has seen a 204
+// (nothing produces meanwhile, so the queue is empty), within
+// crashDrainLimit. It reports whether the queue was drained in time;
+// unlike relDrain, a late drain is an error, not fatal, so that the
+// ledger is still checked for what it can tell.
+func crashDrain(t *testing.T, w *relWorkers) bool {
 	deadline := time.Now().Add(crashDrainLimit)
 	var late atomic.Bool
 	var wg sync.WaitGroup
 	for c := 0; c < crashDrainers; c++ {
 		wg.Go(func() {
-			lf.consume(fmt.Sprintf("drain%d", c), 0, func(empty int) bool {
+			w.consumeUntil(fmt.Sprintf("drain%d", c), 0, func(empty int) bool {
 				if time.Now().After(deadline) {
 					late.Store(true)
 					return true
@@ -298,11 +167,11 @@ func (lf *crashLife) drain(t *testing.T) bool {
 	}
 	wg.Wait()
 	if late.Load() {
-		t.Errorf("life %d: the queue was not drained within %v", lf.life, crashDrainLimit)
+		t.Errorf("life %d: the queue was not drained within %v", w.life, crashDrainLimit)
 		return false
 	}
 	// One long poll more: still empty.
-	lf.consume("drain-check", 1, func(empty int) bool { return empty > 0 })
+	w.consumeUntil("drain-check", 1, func(empty int) bool { return empty > 0 })
 	return true
 }
 
@@ -334,11 +203,12 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 			restartsOK++
 			maxReady = max(maxReady, ready)
 		}
-		lf := &crashLife{life: life, base: s.base, client: relClient(t), ledger: ledger}
-		if life > 0 && !lf.drain(t) {
+		client := relClient(t)
+		w := &relWorkers{life: life, base: s.base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread}
+		if life > 0 && !crashDrain(t, w) {
 			// The ledger is still checked for what it can tell.
 			drained = false
-			lf.client.CloseIdleConnections()
+			client.CloseIdleConnections()
 			s.kill()
 			break
 		}
@@ -347,15 +217,15 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 			if life < rounds {
 				t.Logf("time budget %v spent after %d of %d rounds", budget, life, rounds)
 			}
-			lf.client.CloseIdleConnections()
+			client.CloseIdleConnections()
 			if _, err := s.term(relExitLimit); err != nil {
 				t.Errorf("server exit after SIGTERM: %v; log:\n%s", err, s.logTail())
 			}
 			break
 		}
 		d := crashMinLoad + time.Duration(rng.Int64N(int64(crashMaxLoad-crashMinLoad)))
-		lf.load(t, s, d)
-		lf.client.CloseIdleConnections()
+		crashLoad(t, w, s, d)
+		client.CloseIdleConnections()
 		if os.Getenv("MQUEUE_CRASH_KEEP") != "" {
 			// What the next start recovers from, for a post-mortem.
 			if err := os.CopyFS(filepath.Join(dir, fmt.Sprintf("after-kill-%02d", life)), os.DirFS(data)); err != nil {

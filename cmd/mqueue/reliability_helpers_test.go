@@ -3,7 +3,8 @@ package main
 // Shared harness of the reliability suite (reliability_*_test.go, issue
 // "prove mqueue does not lose acked messages"): build the real binary, run it
 // in its own process group (optionally under strace), keep a ledger of what
-// every client was told across process lifetimes, drain, and check.
+// every client was told across process lifetimes, drain, and check. The
+// kill -9 test of crash_test.go runs on it too.
 //
 // Every helper here is prefixed rel so that it cannot clash with the other
 // end-to-end tests of this package. Each test prints its figures with
@@ -427,13 +428,12 @@ const (
 )
 
 type relPost struct {
-	life     int
-	producer int // for reports, when the generator numbers its producers
-	outcome  int
-	id       uint64 // with relAcked
-	status   int
-	what     string    // status or error, for reports
-	at       time.Time // when the answer arrived
+	life    int
+	outcome int
+	id      uint64 // with relAcked
+	status  int
+	what    string    // status or error, for reports
+	at      time.Time // when the answer arrived
 }
 
 type relPop struct {
@@ -608,6 +608,14 @@ type relWorkers struct {
 	// errors after it are expected, before it they are violations.
 	cut  atomic.Bool
 	stop atomic.Bool // producers and consumers return
+	// firing is set just before a kill whose requests in flight are the
+	// point: transport errors after it are expected, yet the workers keep
+	// sending until stop (a definite refusal is still a violation).
+	firing atomic.Bool
+	// spread is the body size spread (relSpread when 0).
+	spread int
+	// longPollLast makes the last consumer of run poll with ?wait=1.
+	longPollLast bool
 	// tolerate lists statuses that are not violations even before cut.
 	tolerate map[int]bool
 	// dead, when set, is closed when the server process has exited: a
@@ -619,12 +627,37 @@ type relWorkers struct {
 	maxBacklog int64
 	acks, pops atomic.Int64
 	seq        atomic.Int64
+	mu         sync.Mutex
+	lastID     map[string]uint64 // per producer or consumer name, this life
+}
+
+// inOrder records id as the latest one that name (a producer or a
+// consumer) got and reports an id not above the one before it: ids are
+// strictly increasing in enqueue order, so each producer gets and each
+// consumer sees increasing ids.
+func (w *relWorkers) inOrder(kind, name, key string, id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lastID == nil {
+		w.lastID = map[string]uint64{}
+	}
+	if last, ok := w.lastID[name]; ok && id <= last {
+		w.ledger.violate("ids not increasing per "+kind, "life %d %s %s: id %d after %d (%s)", w.life, kind, name, id, last, key)
+	}
+	w.lastID[name] = id
+}
+
+func (w *relWorkers) bodySpread() int {
+	if w.spread > 0 {
+		return w.spread
+	}
+	return relSpread
 }
 
 // failureExpected reports whether a request without an answer is expected:
 // the test cut the server, or the process died (within 2 s of the error).
 func (w *relWorkers) failureExpected() bool {
-	if w.cut.Load() {
+	if w.cut.Load() || w.firing.Load() {
 		return true
 	}
 	if w.dead == nil {
@@ -646,7 +679,7 @@ func (w *relWorkers) url() string { return w.base + "/api/queue/" + w.queue }
 func (w *relWorkers) produceOne(prefix string) int {
 	key := fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
 	rec := &relPost{life: w.life}
-	resp, err := w.client.Post(w.url(), "application/octet-stream", bytes.NewReader(relBody(key, relSpread)))
+	resp, err := w.client.Post(w.url(), "application/octet-stream", bytes.NewReader(relBody(key, w.bodySpread())))
 	var body []byte
 	if err == nil {
 		body, err = io.ReadAll(resp.Body)
@@ -669,6 +702,7 @@ func (w *relWorkers) produceOne(prefix string) int {
 			break
 		}
 		rec.outcome, rec.id, rec.status, rec.what = relAcked, id, 201, "201"
+		w.inOrder("producer", prefix, key, id)
 		w.acks.Add(1)
 		w.ledger.status("POST 201")
 	default:
@@ -737,7 +771,7 @@ func (w *relWorkers) consumeOne(name string, wait int) int {
 	case http.StatusOK:
 		w.ledger.status("GET 200")
 		id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
-		key, exact := relKey(body)
+		key, exact := relKeySpread(body, w.bodySpread())
 		if perr != nil || key == "" || !exact {
 			w.ledger.violate("bad record served", "life %d GET by %s: X-Message-Id %q, body of %d bytes %.60q is not what was sent",
 				w.life, name, resp.Header.Get("X-Message-Id"), len(body), body)
@@ -745,10 +779,16 @@ func (w *relWorkers) consumeOne(name string, wait int) int {
 				return resp.StatusCode
 			}
 		}
+		if perr == nil {
+			w.inOrder("consumer", name, key, id)
+		}
 		w.pops.Add(1)
 		w.ledger.pop(key, relPop{life: w.life, id: id, by: name})
 	case http.StatusNoContent:
 		w.ledger.status("GET 204")
+		if len(body) != 0 {
+			w.ledger.violate("unexpected status", "life %d GET by %s: 204 with a body %q", w.life, name, body)
+		}
 	default:
 		w.ledger.status(fmt.Sprintf("GET %d %s", resp.StatusCode, relErrCode(body)))
 		if !w.cut.Load() && !w.tolerate[resp.StatusCode] {
@@ -758,11 +798,19 @@ func (w *relWorkers) consumeOne(name string, wait int) int {
 	return resp.StatusCode
 }
 
-// consume GETs until stop or cut.
-func (w *relWorkers) consume(name string) {
-	for !w.stop.Load() && !w.cut.Load() {
-		switch w.consumeOne(name, 0) {
+// consumeUntil GETs (with ?wait=wait when > 0) until stop or cut, or until
+// done, given the number of 204s in a row so far, returns true.
+func (w *relWorkers) consumeUntil(name string, wait int, done func(empty int) bool) {
+	empty := 0
+	for !w.stop.Load() && !w.cut.Load() && !done(empty) {
+		switch w.consumeOne(name, wait) {
 		case http.StatusOK:
+			empty = 0
+		case http.StatusNoContent:
+			empty++
+			if wait == 0 {
+				time.Sleep(3 * time.Millisecond)
+			}
 		case 0:
 			if !w.cut.Load() {
 				time.Sleep(10 * time.Millisecond)
@@ -781,7 +829,11 @@ func (w *relWorkers) run(t testing.TB, producers, consumers int) (wait func()) {
 		wg.Go(func() { w.produce(p) })
 	}
 	for c := 0; c < consumers; c++ {
-		wg.Go(func() { w.consume(fmt.Sprintf("c%d", c)) })
+		wait := 0
+		if w.longPollLast && c == consumers-1 {
+			wait = 1
+		}
+		wg.Go(func() { w.consumeUntil(fmt.Sprintf("c%d", c), wait, func(int) bool { return false }) })
 	}
 	return func() {
 		w.stop.Store(true)
@@ -1004,8 +1056,8 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		if at, ok := l.cutAt[m.p.life]; ok {
 			f.lostAge = append(f.lostAge, at.Sub(m.p.at))
 		}
-		msg := fmt.Sprintf("%q acked as id %d in life %d (producer %d) never popped (highest id popped in that life %d, lowest popped later %s; id-1 %s, id+1 %s; GETs cut in life >= %d: %s)",
-			m.key, m.p.id, m.p.life, m.p.producer, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]), l.fateLocked(m.p.id-1), l.fateLocked(m.p.id+1),
+		msg := fmt.Sprintf("%q acked as id %d in life %d never popped (highest id popped in that life %d, lowest popped later %s; id-1 %s, id+1 %s; GETs cut in life >= %d: %s)",
+			m.key, m.p.id, m.p.life, l.maxPopped[m.p.life], relFmtID(minLater[m.p.life]), l.fateLocked(m.p.id-1), l.fateLocked(m.p.id+1),
 			m.p.life, relCutSummary(l.cutGets, m.p.life))
 		if o.allowLoss {
 			soft = append(soft, "acked lost: "+msg)
