@@ -154,27 +154,8 @@ func newDumpFlags(o *dumpOptions) *flag.FlagSet {
 func parseDumpFlags(args []string, lookupEnv func(string) (string, bool)) (*dumpOptions, error) {
 	o := &dumpOptions{}
 	fs := newDumpFlags(o)
-	if err := fs.Parse(args); err != nil {
+	if err := parseWithEnv(fs, args, lookupEnv); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil || lookupEnv == nil {
-			return
-		}
-		if v, ok := lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(f.Name), f.Name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
 	}
 	if o.limit < 0 {
 		return nil, errors.New("invalid --limit: must not be negative")

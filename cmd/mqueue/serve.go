@@ -58,6 +58,35 @@ type serveConfig struct {
 	warnings []string
 }
 
+// parseWithEnv parses args into fs, then sets every flag not given on the
+// command line from its MQUEUE_<FLAG> environment variable (lookupEnv may be
+// nil: no environment). The command line wins.
+func parseWithEnv(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if lookupEnv == nil {
+		return nil
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || envErr != nil {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(f.Name), f.Name, err)
+			}
+		}
+	})
+	return envErr
+}
+
 // envName is the environment variable of flag name: MQUEUE_FSYNC_INTERVAL
 // for fsync-interval.
 func envName(name string) string {
@@ -107,27 +136,8 @@ func parseServeFlags(args []string, lookupEnv func(string) (string, bool)) (*ser
 	cfg := &serveConfig{}
 	var raw rawFlags
 	fs := newServeFlags(cfg, &raw)
-	if err := fs.Parse(args); err != nil {
+	if err := parseWithEnv(fs, args, lookupEnv); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
-			return
-		}
-		if v, ok := lookupEnv(envName(f.Name)); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s (--%s): %v", v, envName(f.Name), f.Name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
 	}
 	if err := cfg.check(raw); err != nil {
 		return nil, err
