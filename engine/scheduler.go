@@ -15,11 +15,17 @@ import (
 func (q *queue) run() {
 	defer close(q.stopped)
 	opts := &q.e.opts
-	var syncTick <-chan time.Time
-	if opts.Fsync == FsyncInterval {
-		t := time.NewTicker(opts.FsyncInterval)
-		defer t.Stop()
-		syncTick = t.C
+	// In interval mode a timer is armed when something is written and not
+	// yet synced, so an idle queue costs no wake-ups.
+	syncTimer := time.NewTimer(time.Hour)
+	syncTimer.Stop()
+	defer syncTimer.Stop()
+	var syncDue <-chan time.Time
+	armSync := func() {
+		if opts.Fsync == FsyncInterval && q.dirty && syncDue == nil {
+			syncTimer.Reset(opts.FsyncInterval)
+			syncDue = syncTimer.C
+		}
 	}
 	compact := time.NewTicker(opts.CompactInterval)
 	defer compact.Stop()
@@ -27,8 +33,9 @@ func (q *queue) run() {
 		select {
 		case <-q.wake:
 			q.commitPending()
-		case <-syncTick:
-			q.backgroundSync()
+		case <-syncDue:
+			syncDue = nil
+			q.backgroundSync() // leaves dirty set on failure: retried next period
 		case <-compact.C:
 			q.compact()
 			q.commitPending() // persist a cursor the compactor moved
@@ -40,6 +47,7 @@ func (q *queue) run() {
 			q.shutdown()
 			return
 		}
+		armSync()
 	}
 }
 

@@ -82,7 +82,8 @@ type Options struct {
 	// (default 10ms).
 	FsyncInterval time.Duration
 	// SegmentBytes rotates the active segment once it holds this many bytes
-	// (default 16 MiB). A segment exceeds it by at most one commit batch.
+	// (default 16 MiB). Records never cross segments, so a segment exceeds
+	// it only when a single commit batch is larger.
 	SegmentBytes int64
 	// SegmentAge rotates a non-empty active segment once it is this old, so
 	// that its records can be reclaimed (default 10m).
