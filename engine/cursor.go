@@ -24,7 +24,31 @@ const (
 	cursorName     = "cursor"
 	cursorSlotSize = 512
 	cursorRecSize  = 20
+	// CursorFileName and CursorFileSize name and size a queue's cursor file,
+	// for offline tools (mqueue dump).
+	CursorFileName = cursorName
+	CursorFileSize = 2 * cursorSlotSize
 )
+
+// DecodeCursor reads the position out of the bytes of a cursor file (up to
+// CursorFileSize of them): the valid slot with the higher seq wins. ok is
+// false when no slot is valid. Safe for concurrent use; it does no I/O.
+func DecodeCursor(raw []byte) (readID, seq uint64, slot int, ok bool) {
+	for i := 0; i < 2; i++ {
+		start := i * cursorSlotSize
+		if len(raw) < start+cursorRecSize {
+			continue
+		}
+		b := raw[start : start+cursorRecSize]
+		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
+			continue
+		}
+		if s := binary.LittleEndian.Uint64(b); !ok || s > seq {
+			readID, seq, slot, ok = binary.LittleEndian.Uint64(b[8:]), s, i, true
+		}
+	}
+	return readID, seq, slot, ok
+}
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -50,21 +74,8 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 		f.Close()
 		return nil, 0, false, fmt.Errorf("read cursor %s: %w", path, err)
 	}
-	found := false
-	for slot := 0; slot < 2; slot++ {
-		start := slot * cursorSlotSize
-		if n < start+cursorRecSize {
-			continue
-		}
-		b := raw[start : start+cursorRecSize]
-		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
-			continue
-		}
-		seq := binary.LittleEndian.Uint64(b)
-		if !found || seq > c.seq {
-			c.seq, readID, found = seq, binary.LittleEndian.Uint64(b[8:]), true
-		}
-	}
+	readID, seq, _, found := DecodeCursor(raw[:n])
+	c.seq = seq
 	if n < len(raw) {
 		// Give the file its full size now, with the position found in both
 		// slots, so that later cursor writes never need a new block: a
@@ -128,7 +139,20 @@ func (c *cursorFile) close() error { return c.f.Close() }
 const (
 	hwmName = "hwm"
 	hwmStep = 1 << 16
+	// HWMFileName and HWMFileSize name and size a queue's hwm file, for
+	// offline tools (mqueue dump).
+	HWMFileName = hwmName
+	HWMFileSize = 12
 )
+
+// DecodeHWM reads the bound out of the bytes of an hwm file; ok is false
+// when they are not exactly one valid record. It does no I/O.
+func DecodeHWM(b []byte) (hwm uint64, ok bool) {
+	if len(b) != HWMFileSize || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b), true
+}
 
 func readHWM(queueDir string) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
@@ -138,10 +162,11 @@ func readHWM(queueDir string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, err)
 	}
-	if len(b) != 12 || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
+	hwm, ok := DecodeHWM(b)
+	if !ok {
 		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
 	}
-	return binary.LittleEndian.Uint64(b), nil
+	return hwm, nil
 }
 
 func writeHWM(queueDir string, hwm uint64) error {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -111,18 +110,13 @@ const (
 	previewBytes = 64
 	// metaName is segment's (unexported) name for a sealed segment's summary.
 	metaName = "meta"
-	// cursorFileName, cursorSlotSize, cursorRecSize and hwmFileName mirror
-	// engine/cursor.go, which does not export them.
-	cursorFileName = "cursor"
-	cursorSlotSize = 512
-	cursorRecSize  = 20
-	hwmFileName    = "hwm"
-	hwmSize        = 12
+	// The cursor and hwm formats belong to engine/cursor.go.
+	cursorFileName = engine.CursorFileName
+	hwmFileName    = engine.HWMFileName
+	hwmSize        = engine.HWMFileSize
 	// maxTimeMs is 9999-12-31T23:59:59.999Z; larger values are not times.
 	maxTimeMs = 253402300799999
 )
-
-var dumpCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // dumpOptions holds the parsed flags of `mqueue dump`.
 type dumpOptions struct {
@@ -865,7 +859,7 @@ func readCursor(dir string) (cursorInfo, error) {
 		return cursorInfo{State: "unreadable"}, err
 	}
 	defer f.Close()
-	var raw [2 * cursorSlotSize]byte
+	var raw [engine.CursorFileSize]byte
 	n, err := f.ReadAt(raw[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return cursorInfo{State: "unreadable"}, err
@@ -878,19 +872,8 @@ func readCursor(dir string) (cursorInfo, error) {
 		c.State = "empty"
 		return c, nil
 	}
-	for slot := 0; slot < 2; slot++ {
-		start := slot * cursorSlotSize
-		if n < start+cursorRecSize {
-			continue
-		}
-		b := raw[start : start+cursorRecSize]
-		if crc32.Checksum(b[:16], dumpCRC) != binary.LittleEndian.Uint32(b[16:]) {
-			continue
-		}
-		seq := binary.LittleEndian.Uint64(b)
-		if c.State != "ok" || seq > c.Seq {
-			c.State, c.Seq, c.ReadID, c.Slot = "ok", seq, binary.LittleEndian.Uint64(b[8:]), slot
-		}
+	if readID, seq, slot, ok := engine.DecodeCursor(raw[:n]); ok {
+		c.State, c.Seq, c.ReadID, c.Slot = "ok", seq, readID, slot
 	}
 	return c, nil
 }
@@ -914,8 +897,8 @@ func readHWM(dir string) (hwmInfo, error) {
 	if fi, err := f.Stat(); err == nil {
 		h.Bytes = fi.Size()
 	}
-	if n == hwmSize && crc32.Checksum(b[:8], dumpCRC) == binary.LittleEndian.Uint32(b[8:]) {
-		h.State, h.Value = "ok", binary.LittleEndian.Uint64(b[:])
+	if v, ok := engine.DecodeHWM(b[:n]); ok {
+		h.State, h.Value = "ok", v
 	}
 	return h, nil
 }
