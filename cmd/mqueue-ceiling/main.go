@@ -8,7 +8,8 @@
 //
 // It deliberately has none of mqueue's middleware (metrics, drain gate,
 // panic recovery, auth): the gap between the two is the price of those plus
-// the engine.
+// the engine. It imports engine only for ValidQueueName, a pure function,
+// so that both servers validate names with the same code.
 package main
 
 import (
@@ -29,6 +30,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/mqueue/mqueue/engine"
 )
 
 // Server timeouts: the values of api/server.go.
@@ -135,28 +138,11 @@ func queueName(c *gin.Context) (string, bool) {
 	if c.FullPath() == "/api/queue" {
 		name = "default"
 	}
-	if !validQueueName(name) {
+	if !engine.ValidQueueName(name) {
 		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "INVALID_QUEUE_NAME", "message": "bad queue name"})
 		return "", false
 	}
 	return name, true
-}
-
-// validQueueName is engine.ValidQueueName: ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$.
-func validQueueName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && (c == '_' || c == '.' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // enqueue reads the body like api.readBody and answers like api's enqueue.
