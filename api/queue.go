@@ -42,6 +42,17 @@ func queueName(c *gin.Context) (string, bool) {
 	return name, true
 }
 
+// queueAndQuery validates the queue name, then parses the query string; on
+// failure the 400 is already answered.
+func queueAndQuery(c *gin.Context) (string, url.Values, bool) {
+	name, ok := queueName(c)
+	if !ok {
+		return "", nil, false
+	}
+	q, ok := queryParams(c)
+	return name, q, ok
+}
+
 // queryParams parses the query string, or answers 400 INVALID_QUERY: a
 // malformed pair (a bad escape, a ';') must not be silently dropped, which
 // would turn "?ttl=%zz" into "no TTL".
@@ -89,11 +100,7 @@ func boolParam(q url.Values, key string) (val, ok bool) {
 
 // enqueue serves POST /api/queue[/{name}].
 func (s *Server) enqueue(c *gin.Context) {
-	name, ok := queueName(c)
-	if !ok {
-		return
-	}
-	q, ok := queryParams(c)
+	name, q, ok := queueAndQuery(c)
 	if !ok {
 		return
 	}
@@ -144,11 +151,7 @@ func (s *Server) enqueue(c *gin.Context) {
 
 // dequeue serves GET /api/queue[/{name}].
 func (s *Server) dequeue(c *gin.Context) {
-	name, ok := queueName(c)
-	if !ok {
-		return
-	}
-	q, ok := queryParams(c)
+	name, q, ok := queueAndQuery(c)
 	if !ok {
 		return
 	}
