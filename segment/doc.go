@@ -16,7 +16,10 @@
 // that tidwall never rotates inside it: this package rotates, by creating a new
 // directory, so that records never cross segments and reclaiming space is the
 // deletion of whole directories (tidwall's TruncateFront copies a file and is
-// kept off every path).
+// kept off every path). tidwall/wal opens and counts a segment whenever it is
+// reopened for appending; batches are appended in tidwall's binary format by
+// Writer itself, with one write(2) from a reused buffer, because tidwall's
+// own writer holds the whole tail file in a growing slice (see Writer).
 //
 // # Record format
 //

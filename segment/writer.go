@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -13,23 +14,31 @@ import (
 // Writer appends records to the newest segment of a queue. It is not safe
 // for concurrent use: one goroutine (the engine's commit loop) owns it.
 //
-// Every Append is one tidwall WriteBatch, so one write syscall per batch. A
-// Writer never fsyncs on its own; the caller calls Sync as its durability
-// mode says. After a failed Append or Sync the Writer is broken (tidwall's
-// in-memory state no longer matches the file) and refuses to write until
-// Recover has cut the file back to the end of the last successful Append.
+// The file is a tidwall/wal log (see the package doc): tidwall/wal creates
+// nothing the Writer could not, but it opens and counts every segment the
+// Writer reopens (OpenWriter, Recover), as a second parser of the framing.
+// The append itself does not go through tidwall's Log: that keeps the whole
+// tail file in one growing []byte and copies every batch into it, which cost
+// 12-15 % of the server's CPU under load (docs/PERFORMANCE.md, E3). Append
+// encodes a batch's frames, in tidwall's binary format, into one reused
+// buffer and writes it with one write(2) to a file opened O_APPEND.
+//
+// A Writer never fsyncs on its own; the caller calls Sync as its durability
+// mode says. After a failed Append or Sync the Writer is broken (what reached
+// the file is unknown) and refuses to write until Recover has cut the file
+// back to the end of the last acknowledged Append.
 type Writer struct {
 	queueDir string
 	sum      Summary
-	log      *wal.Log
-	batch    wal.Batch
-	scratch  []byte
+	f        *os.File // O_WRONLY|O_APPEND; nil once sealed or closed
+	buf      []byte   // the frames of the batch being written, reused
 	broken   error
 }
 
+// walOptions are the options segments are opened with by tidwall/wal.
 func walOptions() *wal.Options {
 	return &wal.Options{
-		NoSync:           true,               // the engine decides when to fsync
+		NoSync:           true,               // never written through tidwall
 		SegmentSize:      math.MaxInt64 >> 1, // this package rotates, never tidwall
 		SegmentCacheSize: 1,
 		LogFormat:        wal.Binary,
@@ -37,6 +46,31 @@ func walOptions() *wal.Options {
 		DirPerms:         0o750,
 		FilePerms:        0o640,
 	}
+}
+
+// countEntries opens the segment with tidwall/wal and checks that it holds
+// exactly want entries. It reads the whole file; it runs when a segment is
+// reopened for appending, never per batch.
+func countEntries(queueDir string, base, want uint64) error {
+	log, err := wal.Open(Dir(queueDir, base), walOptions())
+	if err != nil {
+		return fmt.Errorf("tidwall/wal open: %w", err)
+	}
+	last, err := log.LastIndex()
+	if cerr := log.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("tidwall/wal: %w", err)
+	}
+	if last != want {
+		return fmt.Errorf("tidwall/wal counts %d entries, scan %d", last, want)
+	}
+	return nil
+}
+
+func openAppend(queueDir string, base uint64) (*os.File, error) {
+	return os.OpenFile(DataPath(queueDir, base), os.O_WRONLY|os.O_APPEND, 0)
 }
 
 // Create makes a new, empty segment whose first record will have id base.
@@ -64,32 +98,28 @@ func Create(queueDir string, base uint64) (*Writer, error) {
 	if err := SyncDir(queueDir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	log, err := wal.Open(dir, walOptions())
+	f, err := openAppend(queueDir, base)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	return &Writer{queueDir: queueDir, sum: Summary{Base: base}, log: log}, nil
+	return &Writer{queueDir: queueDir, sum: Summary{Base: base}, f: f}, nil
 }
 
 // OpenWriter reopens an existing segment for appending. res is its scan, as
-// returned by Repair: the file must end at its last good record.
+// returned by Repair: the file must end at its last good record, and
+// tidwall/wal must count as many entries as the scan did.
 func OpenWriter(queueDir string, res *ScanResult) (*Writer, error) {
 	if res.Torn() {
 		return nil, fmt.Errorf("open segment %020d for append: torn tail at %d not repaired", res.Base, res.ValidSize)
 	}
-	log, err := wal.Open(Dir(queueDir, res.Base), walOptions())
+	if err := countEntries(queueDir, res.Base, res.Records); err != nil {
+		return nil, fmt.Errorf("open segment %020d for append: %w", res.Base, err)
+	}
+	f, err := openAppend(queueDir, res.Base)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %020d for append: %w", res.Base, err)
 	}
-	last, err := log.LastIndex()
-	if err == nil && last != res.Records {
-		err = fmt.Errorf("tidwall/wal counts %d entries, scan %d", last, res.Records)
-	}
-	if err != nil {
-		log.Close()
-		return nil, fmt.Errorf("open segment %020d for append: %w", res.Base, err)
-	}
-	return &Writer{queueDir: queueDir, sum: res.Summary, log: log}, nil
+	return &Writer{queueDir: queueDir, sum: res.Summary, f: f}, nil
 }
 
 // Summary returns the summary of what has been appended successfully.
@@ -110,26 +140,16 @@ func (w *Writer) Append(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	w.batch.Clear()
-	w.scratch = w.scratch[:0]
+	buf := w.buf[:0]
 	next := w.NextID()
-	size := 0
 	for i := range recs {
 		if recs[i].ID != next+uint64(i) {
 			return fmt.Errorf("append to segment %020d: record id %d, want %d", w.sum.Base, recs[i].ID, next+uint64(i))
 		}
-		start := len(w.scratch)
-		w.scratch = AppendRecord(w.scratch, &recs[i])
-		n := len(w.scratch) - start
-		size += uvarintLen(uint64(n)) + n
+		buf = binary.AppendUvarint(buf, uint64(recs[i].EncodedSize()))
+		buf = AppendRecord(buf, &recs[i])
 	}
-	off := 0
-	for i := range recs {
-		n := recs[i].EncodedSize()
-		w.batch.Write(recs[i].ID-w.sum.Base+1, w.scratch[off:off+n])
-		off += n
-	}
-	if err := w.log.WriteBatch(&w.batch); err != nil {
+	if _, err := w.f.Write(buf); err != nil {
 		w.broken = err
 		return fmt.Errorf("append %d records to segment %020d at %d: %w", len(recs), w.sum.Base, w.sum.Bytes, err)
 	}
@@ -137,20 +157,12 @@ func (w *Writer) Append(recs []Record) error {
 		w.sum.add(&recs[i])
 	}
 	w.sum.Records += uint64(len(recs))
-	w.sum.Bytes += int64(size)
-	if cap(w.scratch) > 8<<20 {
-		w.scratch = nil // do not pin one huge batch's buffer forever
+	w.sum.Bytes += int64(len(buf))
+	if cap(buf) > 8<<20 {
+		buf = nil // do not pin one huge batch's buffer forever
 	}
+	w.buf = buf
 	return nil
-}
-
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
 }
 
 // Sync fsyncs the segment file. On error the Writer is broken: after a
@@ -160,7 +172,7 @@ func (w *Writer) Sync() error {
 	if w.broken != nil {
 		return fmt.Errorf("fsync segment %020d: %w", w.sum.Base, ErrBroken)
 	}
-	if err := w.log.Sync(); err != nil {
+	if err := w.f.Sync(); err != nil {
 		w.broken = err
 		return fmt.Errorf("fsync segment %020d: %w", w.sum.Base, err)
 	}
@@ -169,11 +181,11 @@ func (w *Writer) Sync() error {
 
 // Recover mends a broken Writer: it cuts the file back to to, the summary
 // as of the last batch the caller acknowledged (an earlier value of
-// Summary), fsyncs it, and reopens the log. After a failed Append that is
-// the current Summary; after a failed Sync in fsync-always mode it is the
-// summary before the unsynced batch, which is then dropped. It is a no-op
-// on a sound Writer. On error the Writer stays broken and Recover may be
-// retried.
+// Summary), fsyncs it, checks it with tidwall/wal, and reopens it. After a
+// failed Append that is the current Summary; after a failed Sync in
+// fsync-always mode it is the summary before the unsynced batch, which is
+// then dropped. It is a no-op on a sound Writer. On error the Writer stays
+// broken and Recover may be retried.
 func (w *Writer) Recover(to Summary) error {
 	if w.broken == nil {
 		return nil
@@ -182,9 +194,9 @@ func (w *Writer) Recover(to Summary) error {
 		return fmt.Errorf("recover segment %020d: summary of segment %020d at %d does not precede %d", w.sum.Base, to.Base, to.Bytes, w.sum.Bytes)
 	}
 	w.sum = to
-	if w.log != nil {
-		_ = w.log.Close() // its state is what we are discarding
-		w.log = nil
+	if w.f != nil {
+		_ = w.f.Close() // its pending state is what we are discarding
+		w.f = nil
 	}
 	path := DataPath(w.queueDir, w.sum.Base)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -201,15 +213,14 @@ func (w *Writer) Recover(to Summary) error {
 	if err != nil {
 		return fmt.Errorf("recover segment %020d: truncate to %d: %w", w.sum.Base, w.sum.Bytes, err)
 	}
-	log, err := wal.Open(Dir(w.queueDir, w.sum.Base), walOptions())
+	if err := countEntries(w.queueDir, w.sum.Base, w.sum.Records); err != nil {
+		return fmt.Errorf("recover segment %020d: %w", w.sum.Base, err)
+	}
+	f, err = openAppend(w.queueDir, w.sum.Base)
 	if err != nil {
 		return fmt.Errorf("recover segment %020d: reopen: %w", w.sum.Base, err)
 	}
-	if last, err := log.LastIndex(); err != nil || last != w.sum.Records {
-		log.Close()
-		return fmt.Errorf("recover segment %020d: reopened with %d entries, want %d (%v)", w.sum.Base, last, w.sum.Records, err)
-	}
-	w.log, w.broken = log, nil
+	w.f, w.broken = f, nil
 	return nil
 }
 
@@ -224,11 +235,11 @@ func (w *Writer) Seal() (Summary, error) {
 	if err := w.Sync(); err != nil {
 		return w.sum, err
 	}
-	if err := w.log.Close(); err != nil {
+	if err := w.f.Close(); err != nil {
 		w.broken = err
 		return w.sum, fmt.Errorf("seal segment %020d: %w", w.sum.Base, err)
 	}
-	w.log = nil
+	w.f = nil
 	w.broken = errSealed
 	return w.sum, nil
 }
@@ -237,16 +248,16 @@ var errSealed = errors.New("segment: sealed")
 
 // Close fsyncs (unless broken) and closes the segment without sealing it.
 func (w *Writer) Close() error {
-	if w.log == nil {
+	if w.f == nil {
 		return nil
 	}
 	var err error
 	if w.broken == nil {
 		err = w.Sync()
 	}
-	if cerr := w.log.Close(); err == nil && cerr != nil {
+	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close segment %020d: %w", w.sum.Base, cerr)
 	}
-	w.log = nil
+	w.f = nil
 	return err
 }

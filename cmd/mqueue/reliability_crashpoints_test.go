@@ -202,11 +202,12 @@ func allLogs(t testing.TB, dir string) string {
 	return b.String()
 }
 
-// TestReliabilityCrashAfterSegmentMkdir kills the server right after it
-// created a segment directory and before tidwall/wal created the records
-// file in it (SIGKILL on the first openat of the new directory, which is
-// wal.Open's ReadDir): first for the queue's first segment, then for the
-// segment a rotation creates. After a restart the queue must serve: every
+// TestReliabilityCrashAfterSegmentMkdir kills the server right after a new
+// segment directory appeared under its final name and before the writer
+// opened its records file (SIGKILL on the first openat of that file, which
+// segment.Create makes under the .creating name and opens after the
+// rename): first for the queue's first segment, then for the segment a
+// rotation creates. After a restart the queue must serve: every
 // acked message there, new messages accepted.
 func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 	relLong(t)
@@ -231,7 +232,7 @@ func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 			flags := []string{"--segment-bytes", "4096", "--drain-grace", "100ms"}
 			trace := filepath.Join(dir, "strace.out")
 			s := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-0",
-				wrap: relStraceKill(strace, trace, relPoint{"openat", 1}, segDir)})
+				wrap: relStraceKill(strace, trace, relPoint{"openat", 1}, filepath.Join(segDir, fmt.Sprintf("%020d", 1)))})
 			if _, err := s.waitReady(relReadyLimit); err != nil {
 				t.Fatalf("start under strace: %v\n%s", err, s.logTail())
 			}
