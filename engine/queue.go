@@ -216,10 +216,11 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 
 // enqueue adds one message to the pending batch and waits for its commit.
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
-	now := q.nowMs()
-	var exp int64
+	// The commit loop stamps the enqueue time, once per batch; until then
+	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
+	var ttl int64
 	if opts.TTL > 0 {
-		exp = now + opts.TTL.Milliseconds()
+		ttl = max(opts.TTL.Milliseconds(), 1)
 	}
 	size := int64(segment.HeaderSize + len(body) + 5)
 	q.mu.Lock()
@@ -237,7 +238,7 @@ func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	}
 	b := q.pend
 	i := len(b.recs)
-	b.recs = append(b.recs, segment.Record{EnqueuedAt: now, ExpiresAt: exp, Payload: body})
+	b.recs = append(b.recs, segment.Record{ExpiresAt: ttl, Payload: body})
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
 	q.mu.Unlock()

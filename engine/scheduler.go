@@ -94,8 +94,14 @@ func (q *queue) commitBatch(b *batch) {
 		return
 	}
 	b.first = q.nextID
+	now := q.nowMs() // one enqueue time for the whole batch
 	for i := range b.recs {
-		b.recs[i].ID = b.first + uint64(i)
+		r := &b.recs[i]
+		r.ID = b.first + uint64(i)
+		r.EnqueuedAt = now
+		if r.ExpiresAt != 0 { // the TTL in ms until now (queue.enqueue)
+			r.ExpiresAt += now
+		}
 	}
 	last := b.first + uint64(len(b.recs)) - 1
 	if last >= q.hwm {
