@@ -29,7 +29,7 @@ func BenchmarkEnqueue(b *testing.B) {
 // each write and fsync.
 func BenchmarkEnqueueParallel(b *testing.B) {
 	for _, mode := range []FsyncMode{FsyncAlways, FsyncInterval} {
-		for _, par := range []int{16, 256} {
+		for _, par := range []int{16, 256, 1024} {
 			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, par), func(b *testing.B) {
 				e := openT(b, Options{Dir: b.TempDir(), Fsync: mode})
 				b.SetBytes(int64(len(benchBody)))
