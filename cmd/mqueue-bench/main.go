@@ -78,7 +78,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.runs, "runs", 3, "rounds per cell; the table shows medians")
 	fs.IntVar(&cfg.threads, "threads", 2, "wrk threads (-t)")
 	conns := fs.String("conns", "100,10,1000", "wrk connection counts (-c), comma-separated")
-	modes := fs.String("modes", "always,interval,never", "mqueue fsync modes to run, comma-separated")
+	modes := fs.String("modes", "handoff,always,interval,never", "mqueue fsync modes to run, comma-separated; handoff = the ceiling with --handoff")
 	fs.BoolVar(&cfg.http, "http", true, "run the HTTP section")
 	fs.BoolVar(&cfg.scale, "scale", false, "run the 10M-message backlog section (takes several minutes and ~1.4 GB of disk)")
 	fs.StringVar(&cfg.gobench, "gobench", "run", "engine section: run (go test -bench here), off, or a FILE of saved go test -bench output")
@@ -112,7 +112,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	for _, m := range strings.Split(*modes, ",") {
 		switch m = strings.TrimSpace(m); m {
-		case "always", "interval", "never":
+		case "always", "interval", "never", "handoff":
 			cfg.modes = append(cfg.modes, m)
 		default:
 			return nil, fmt.Errorf("bad -modes entry %q", m)
@@ -282,12 +282,18 @@ func machineInfo(cfg *config) []string {
 // target is one server configuration of the HTTP section.
 type target struct {
 	name string
-	mode string // "" for the ceiling
+	mode string // fsync mode; "" for the ceiling, "handoff" for the ceiling with --handoff
 }
+
+func (t target) isMqueue() bool { return t.mode != "" && t.mode != "handoff" }
 
 func (b *bench) targets() []target {
 	ts := []target{{name: "ceiling (bare Gin)"}}
 	for _, m := range b.cfg.modes {
+		if m == "handoff" {
+			ts = append(ts, target{name: "ceiling + hand-off (no disk)", mode: m})
+			continue
+		}
 		ts = append(ts, target{name: "mqueue " + m, mode: m})
 	}
 	return ts
@@ -314,6 +320,9 @@ type runResult struct {
 func (b *bench) start(t target, dataDir string, extra ...string) (*server, error) {
 	if t.mode == "" {
 		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR"}, extra...))
+	}
+	if t.mode == "handoff" {
+		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR", "--handoff"}, extra...))
 	}
 	args := []string{"serve", "--addr", "ADDR", "--data", dataDir, "--fsync", t.mode,
 		"--log-level", "warn", "--drain-grace", "0s"}
@@ -383,7 +392,7 @@ func (b *bench) runOnce(t target, op string, conns int) (runResult, error) {
 		return runResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	if op == "dequeue" && t.mode != "" {
+	if op == "dequeue" && t.isMqueue() {
 		if err := copyDir(b.template, dir); err != nil {
 			return runResult{}, err
 		}
@@ -393,7 +402,7 @@ func (b *bench) runOnce(t target, op string, conns int) (runResult, error) {
 		return runResult{}, err
 	}
 	defer s.stop()
-	return b.measure(s, t.mode != "", op, conns)
+	return b.measure(s, t.isMqueue(), op, conns)
 }
 
 func (b *bench) httpSection() error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -11,7 +13,7 @@ import (
 // ceiling: the same request through the handler, without the network, so
 // the difference in allocs/op is what mqueue's middleware and engine add.
 func BenchmarkCeilingEnqueue(b *testing.B) {
-	h := newRouter()
+	h := newRouter(false)
 	body := bytes.Repeat([]byte("m"), 256)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -27,7 +29,7 @@ func BenchmarkCeilingEnqueue(b *testing.B) {
 
 // BenchmarkCeilingDequeue is api's BenchmarkHandlerDequeue against the ceiling.
 func BenchmarkCeilingDequeue(b *testing.B) {
-	h := newRouter()
+	h := newRouter(false)
 	b.SetBytes(int64(len(getBody)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -41,7 +43,7 @@ func BenchmarkCeilingDequeue(b *testing.B) {
 }
 
 func TestCeilingShapes(t *testing.T) {
-	h := newRouter()
+	h := newRouter(false)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/queue/orders", bytes.NewReader([]byte("x"))))
 	if rec.Code != http.StatusCreated || rec.Body.String() != `{"queue":"orders","id":1}` || rec.Header().Get("X-Message-Id") != "1" {
@@ -57,5 +59,40 @@ func TestCeilingShapes(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/queue/-bad", bytes.NewReader([]byte("x"))))
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("bad name = %d", rec.Code)
+	}
+}
+
+// TestHandoffBatchesAndAnswersEveryRequest checks the --handoff shape: 64
+// concurrent POSTs each get a distinct id 1..64, answered through batches.
+func TestHandoffBatchesAndAnswersEveryRequest(t *testing.T) {
+	h := newRouter(true)
+	const n = 64
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/queue/q", bytes.NewReader([]byte("x"))))
+			if rec.Code != http.StatusCreated {
+				t.Errorf("POST = %d %s", rec.Code, rec.Body)
+			}
+			ids <- rec.Header().Get("X-Message-Id")
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("id %s answered twice", id)
+		}
+		seen[id] = true
+	}
+	for i := 1; i <= n; i++ {
+		if !seen[strconv.Itoa(i)] {
+			t.Fatalf("id %d never answered; got %v", i, seen)
+		}
 	}
 }

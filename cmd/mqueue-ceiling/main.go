@@ -10,6 +10,14 @@
 // panic recovery, auth): the gap between the two is the price of those plus
 // the engine. It imports engine only for ValidQueueName, a pure function,
 // so that both servers validate names with the same code.
+//
+// With --handoff it is the ceiling of the group-commit shape itself: every
+// POST and GET hands its id request to one batching goroutine, as mqueue's
+// handlers hand their message to the commit loop, and waits until that
+// goroutine answers the whole batch by closing one channel. No file is
+// touched. The gap between the plain and the hand-off ceiling is what a
+// handler that blocks on another goroutine costs in net/http; the gap
+// between the hand-off ceiling and mqueue is the engine's writes and fsyncs.
 package main
 
 import (
@@ -24,7 +32,9 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -59,14 +69,15 @@ var (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8089", "listen `address`")
 	pprofAddr := flag.String("pprof", "", "listen `address` for net/http/pprof; empty = off")
+	handoff := flag.Bool("handoff", false, "hand every request to a batching goroutine and wait for it (group commit without a disk)")
 	flag.Parse()
-	if err := run(*addr, *pprofAddr); err != nil {
+	if err := run(*addr, *pprofAddr, *handoff); err != nil {
 		fmt.Fprintln(os.Stderr, "mqueue-ceiling:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, pprofAddr string) error {
+func run(addr, pprofAddr string, handoff bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if pprofAddr != "" {
@@ -81,7 +92,7 @@ func run(addr, pprofAddr string) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newRouter(),
+		Handler:           newRouter(handoff),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -106,10 +117,68 @@ func run(addr, pprofAddr string) error {
 
 // ceiling holds the id counter, the one piece of state.
 type ceiling struct {
-	next atomic.Uint64
+	next    atomic.Uint64
+	handoff *handoff // nil: ids are taken in the handler
 }
 
-func newRouter() *gin.Engine {
+// id returns the next id, through the batching goroutine with --handoff.
+func (s *ceiling) id() uint64 {
+	if s.handoff != nil {
+		return s.handoff.wait()
+	}
+	return s.next.Add(1)
+}
+
+// handoff is group commit without a disk, shaped like engine's: handlers
+// join the pending batch under a mutex, the first one of a batch wakes the
+// loop, and the loop answers the whole batch by closing one channel.
+type handoff struct {
+	mu   sync.Mutex
+	pend *hbatch
+	kick chan struct{}
+	next *atomic.Uint64
+}
+
+type hbatch struct {
+	n, first uint64
+	done     chan struct{}
+}
+
+func newHandoff(next *atomic.Uint64) *handoff {
+	h := &handoff{pend: &hbatch{done: make(chan struct{})}, kick: make(chan struct{}, 1), next: next}
+	go h.loop()
+	return h
+}
+
+func (h *handoff) wait() uint64 {
+	h.mu.Lock()
+	b := h.pend
+	i := b.n
+	b.n++
+	h.mu.Unlock()
+	if i == 0 {
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
+	}
+	<-b.done
+	return b.first + i
+}
+
+func (h *handoff) loop() {
+	for range h.kick {
+		runtime.Gosched() // as engine's commit loop: let runnable handlers join
+		h.mu.Lock()
+		b := h.pend
+		h.pend = &hbatch{done: make(chan struct{})}
+		h.mu.Unlock()
+		b.first = h.next.Add(b.n) - b.n + 1
+		close(b.done)
+	}
+}
+
+func newRouter(withHandoff bool) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.RedirectTrailingSlash = false
@@ -125,6 +194,9 @@ func newRouter() *gin.Engine {
 	r.GET("/healthz", ok)
 	r.GET("/readyz", ok)
 	s := &ceiling{}
+	if withHandoff {
+		s.handoff = newHandoff(&s.next)
+	}
 	r.POST("/api/queue", s.enqueue)
 	r.POST("/api/queue/:name", s.enqueue)
 	r.GET("/api/queue", s.dequeue)
@@ -171,7 +243,7 @@ func (s *ceiling) enqueue(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": "EMPTY_MESSAGE", "message": "bad body size"})
 		return
 	}
-	id := s.next.Add(1)
+	id := s.id()
 
 	var buf [128]byte
 	out := append(buf[:0], `{"queue":"`...)
@@ -194,7 +266,7 @@ func (s *ceiling) dequeue(c *gin.Context) {
 	if _, ok := queueName(c); !ok {
 		return
 	}
-	id := s.next.Add(1)
+	id := s.id()
 	h := c.Writer.Header()
 	h["Cache-Control"] = hdrNoStore
 	// The same two allocations as api.setMessageHeaders.
