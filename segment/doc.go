@@ -53,7 +53,7 @@
 //
 // # Example
 //
-//	w, err := segment.Create(queueDir, 1, segment.WriterOptions{})
+//	w, err := segment.Create(queueDir, 1)
 //	recs := []segment.Record{{ID: 1, EnqueuedAt: nowMs, Payload: []byte("hello")}}
 //	err = w.Append(recs) // one write syscall for the whole batch
 //	err = w.Sync()       // fsync, timed by the caller
