@@ -51,7 +51,7 @@ type queue struct {
 	segBytes  int64             // bytes of all segment files
 	tail      memTail
 	committed uint64 // last id readable by consumers
-	nextID    uint64 // next id the commit loop will assign
+	nextID    uint64 // next id the commit loop will assign; written under mu by it
 	readID    uint64 // next id to deliver
 	persisted uint64 // readID as last written to the cursor file
 	depth     int64

@@ -127,10 +127,10 @@ func (q *queue) commitBatch(b *batch) {
 	sum := q.writer.Summary()
 	grown := sum.Bytes - q.committedSum.Bytes
 	q.committedSum = sum
-	q.nextID = last + 1
 	q.e.diskBytes.Add(grown)
 
 	q.mu.Lock()
+	q.nextID = last + 1 // under mu: stats reads it
 	q.segs[len(q.segs)-1] = sum
 	q.segBytes += grown
 	q.committed = last
