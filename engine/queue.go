@@ -152,6 +152,10 @@ func openQueue(e *Engine, name string) (*queue, error) {
 			return nil, err
 		}
 		q.reportScan(res)
+		if !repaired && res.Cut > 0 {
+			q.log.Info("cut the zero-filled space after the last record of the newest segment (preallocated, left by a crash)",
+				"segment", segment.Name(base), "offset", res.ValidSize, "cut_bytes", res.Cut)
+		}
 		if repaired {
 			e.opts.Metrics.IncRepaired()
 			q.log.Warn("repaired torn tail of newest segment", "segment", segment.Name(base),
@@ -358,12 +362,16 @@ func (q *queue) readDiskLocked() (segment.Record, error) {
 			return segment.Record{}, err
 		}
 		q.reader = r
+		r.SetLimit(s.Bytes)
 		bad, err := r.SkipTo(q.readID)
 		q.countCorrupt(len(bad))
 		if err != nil {
 			return segment.Record{}, q.badStretchLocked(s, err)
 		}
 	}
+	// Only committed bytes: past them the active segment holds zero-filled
+	// space or a batch being written, which must not stay in the buffer.
+	q.reader.SetLimit(s.Bytes)
 	rec, err := q.reader.Next()
 	if err == nil {
 		rec.Payload = append([]byte(nil), rec.Payload...)

@@ -35,15 +35,24 @@
 //	29      n     payload
 //
 // The n-th entry of a segment (n from 1) holds id base+n-1; a record whose
-// stored id disagrees is corrupt. tidwall/wal has no checksum of its own, so
+// stored id disagrees is corrupt.
+//
+// The newest segment's file is zero-filled ahead of its records (Writer),
+// so that an fdatasync does not have to update the inode. No entry has
+// length 0, so a zero byte where an entry should start, followed by zeros
+// only to the end of the file, is the end of the records: readers stop
+// there and Repair cuts it without keeping a copy. Sealed segments, and
+// the newest one after a clean close, end at their last record. tidwall/wal has no checksum of its own, so
 // the CRC is the only thing standing between a flipped bit and a client.
 //
 // # Guarantees
 //
 //   - A record is served only if its frame, CRC and id are intact.
 //   - Scan tells a torn tail (everything after the last intact record of the
-//     newest segment: a half-written frame, zero- or 0xFF-filled pages, a
-//     final record with a bad CRC) from corruption in the middle (a bad
+//     newest segment: a half-written frame, 0xFF-filled pages, a final
+//     record with a bad CRC, other bytes followed by zeros) from
+//     zero-filled space (only zeros after the last intact record) and from
+//     corruption in the middle (a bad
 //     record followed by an intact one). Repair cuts a torn tail, keeps the
 //     cut bytes in a .broken file, and fsyncs the file and its directory.
 //     Corruption in the middle is reported with segment and offset and the

@@ -21,6 +21,49 @@ type Reader struct {
 	off  int64  // offset of the next frame
 	n    uint64 // frames consumed; the next frame holds id base+n
 	stop error  // sticky framing error: nothing after it can be framed
+	// zeroTail is the number of zero bytes from off to the end of the
+	// file, once Next has stopped there.
+	zeroTail int64
+	// limit, when > 0, is where the readable records end (SetLimit).
+	limit int64
+}
+
+// SetLimit makes the Reader treat offset n as the end of the file: it
+// neither reads nor buffers anything past it. A reader of the active
+// segment must set it to the committed size before each read: past it the
+// file holds zero-filled space or a batch being written, which a buffer
+// must not keep once records are written there. n never decreases.
+func (r *Reader) SetLimit(n int64) { r.limit = max(r.limit, n) }
+
+// ZeroTail returns how many zero bytes follow the last record, once Next
+// has returned io.EOF there: the writer's preallocated space (see Writer),
+// 0 when the file ends right after a record.
+func (r *Reader) ZeroTail() int64 { return r.zeroTail }
+
+// zerosToEnd returns the size of the rest of the file from r.off when it is
+// all zero bytes, else 0.
+func (r *Reader) zerosToEnd() (int64, error) {
+	fi, err := r.f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
+	}
+	buf := make([]byte, readChunk)
+	for off := r.off; off < fi.Size(); {
+		n, err := r.f.ReadAt(buf[:min(int64(len(buf)), fi.Size()-off)], off)
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return 0, nil
+			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("read segment %020d at %d: %w", r.base, off, err)
+		}
+		if n == 0 {
+			break
+		}
+		off += int64(n)
+	}
+	return max(fi.Size()-r.off, 0), nil
 }
 
 const readChunk = 64 << 10
@@ -57,6 +100,9 @@ func (r *Reader) peek(need int) ([]byte, error) {
 		return r.buf[s : s+int64(need)], nil
 	}
 	size := max(need, readChunk)
+	if r.limit > 0 {
+		size = int(min(int64(size), max(r.limit-r.off, 0)))
+	}
 	if cap(r.buf) < size {
 		r.buf = make([]byte, size)
 	}
@@ -86,6 +132,19 @@ func (r *Reader) Next() (Record, error) {
 	}
 	if len(head) == 0 {
 		return Record{}, io.EOF
+	}
+	if head[0] == 0 {
+		// No record has length 0. Zeros from here to the end of the file
+		// are space the writer filled ahead of its records (or pages a
+		// crash left unwritten, which hold no record either): the end.
+		zero, err := r.zerosToEnd()
+		if err != nil {
+			return Record{}, err
+		}
+		if zero > 0 {
+			r.zeroTail = zero
+			return Record{}, io.EOF
+		}
 	}
 	k, size := frame(head)
 	id := r.base + r.n

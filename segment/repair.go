@@ -63,10 +63,15 @@ type ScanResult struct {
 	// Tail is the first problem after ValidSize (nil when the file ends
 	// cleanly there): a torn tail, if this is the newest segment.
 	Tail *CorruptionError
+	// ZeroTail is the number of zero bytes from ValidSize to the end of the
+	// file: the writer's preallocated space, which Repair cuts without
+	// keeping a copy. Only set when nothing else follows the last record.
+	ZeroTail int64
 }
 
-// Torn reports whether the file has bytes after its last good record.
-func (s *ScanResult) Torn() bool { return s.FileSize > s.ValidSize }
+// Torn reports whether the file has bytes after its last good record other
+// than zero-filled space.
+func (s *ScanResult) Torn() bool { return s.FileSize > s.ValidSize+s.ZeroTail }
 
 // Scan reads every record of a segment and checks it. It changes nothing.
 func Scan(queueDir string, base uint64) (*ScanResult, error) {
@@ -106,6 +111,8 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	}
 	if len(pending) > 0 {
 		res.Tail = pending[0]
+	} else {
+		res.ZeroTail = r.ZeroTail()
 	}
 	res.Bytes = res.ValidSize
 	return res, nil
@@ -129,6 +136,13 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 		return nil, false, err
 	}
 	if !res.Torn() {
+		if res.ZeroTail > 0 {
+			// Preallocated space: cut it (it holds nothing to keep) so that
+			// the file ends at its last record, as tidwall/wal expects.
+			if err := cutZeroTail(queueDir, res); err != nil {
+				return nil, false, err
+			}
+		}
 		return res, false, nil
 	}
 	path := DataPath(queueDir, base)
@@ -162,6 +176,28 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 	res.Cut = res.FileSize - res.ValidSize
 	res.FileSize = res.ValidSize
 	return res, true, nil
+}
+
+// cutZeroTail truncates the records file at res.ValidSize and fsyncs it.
+// res then describes the file as it is.
+func cutZeroTail(queueDir string, res *ScanResult) error {
+	f, err := os.OpenFile(DataPath(queueDir, res.Base), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("segment %020d: cut zero-filled tail: %w", res.Base, err)
+	}
+	err = f.Truncate(res.ValidSize)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("segment %020d: cut zero-filled tail at %d: %w", res.Base, res.ValidSize, err)
+	}
+	res.Cut = res.FileSize - res.ValidSize
+	res.FileSize = res.ValidSize
+	return nil
 }
 
 // writeFileSync creates name with data and fsyncs it.

@@ -106,6 +106,9 @@ type corruption struct {
 	name   string
 	damage func(t *testing.T, path string, offs []int64, size int64)
 	keep   int // records that must survive (of 10)
+	// zeros: the damage leaves only zero bytes after the kept records,
+	// which Repair cuts as preallocated space, without a .broken copy.
+	zeros bool
 }
 
 func appendBytes(b byte, n int) func(t *testing.T, path string, offs []int64, size int64) {
@@ -139,7 +142,7 @@ func TestRepairTornTails(t *testing.T) {
 		})
 	}
 	for _, z := range []int{1, 2, 7, 512, 4096} {
-		cases = append(cases, corruption{name: fmt.Sprintf("zero_tail_%d", z), damage: appendBytes(0, z), keep: n})
+		cases = append(cases, corruption{name: fmt.Sprintf("zero_tail_%d", z), damage: appendBytes(0, z), keep: n, zeros: true})
 		cases = append(cases, corruption{name: fmt.Sprintf("ff_tail_%d", z), damage: appendBytes(0xFF, z), keep: n})
 	}
 	cases = append(cases,
@@ -150,7 +153,7 @@ func TestRepairTornTails(t *testing.T) {
 			f, _ := os.OpenFile(path, os.O_WRONLY, 0)
 			defer f.Close()
 			f.WriteAt(make([]byte, size-offs[n-3]), offs[n-3])
-		}, keep: n - 3},
+		}, keep: n - 3, zeros: true},
 	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,7 +165,17 @@ func TestRepairTornTails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !repaired && tc.keep < n {
+			if tc.zeros {
+				if repaired || res.Cut == 0 || res.Torn() {
+					t.Fatalf("zero tail: repaired %v, cut %d, torn %v", repaired, res.Cut, res.Torn())
+				}
+				if _, err := os.Stat(BrokenPath(dir, 1, res.ValidSize)); err == nil {
+					t.Fatal("zero bytes kept in a .broken file")
+				}
+				if fi, err := os.Stat(path); err != nil || fi.Size() != res.ValidSize {
+					t.Fatalf("zero tail not cut: %v %v", fi.Size(), err)
+				}
+			} else if !repaired && tc.keep < n {
 				t.Fatal("not repaired")
 			}
 			if res.Records != uint64(tc.keep) || len(res.Corrupt) != 0 {
@@ -424,4 +437,88 @@ func TestCreateLeavesNoHalfSegment(t *testing.T) {
 	if _, err := os.Stat(DataPath(dir, 7)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestWriterPreallocation: the writer zero-fills ahead of its records; a
+// reader stops at the zeros; a crash (the file closed without Close) leaves
+// them, and Repair cuts them without a .broken copy; OpenWriter then goes on,
+// and Seal leaves a file that ends at its last record.
+func TestWriterPreallocation(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []Record
+	for i := range 5 {
+		recs = append(recs, Record{ID: uint64(i + 1), EnqueuedAt: 1700000000000, Payload: []byte(fmt.Sprintf("record-%d-", i))})
+	}
+	if err := w.Append(recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	data := w.Summary().Bytes
+	fi, err := os.Stat(DataPath(dir, 1))
+	if err != nil || fi.Size() < data+64<<10 {
+		t.Fatalf("file size %d (%v), want at least 64 KiB zero-filled after %d", fi.Size(), err, data)
+	}
+	size := fi.Size()
+	good, bad := readAll(t, dir, 1)
+	if len(good) != 5 || len(bad) != 0 {
+		t.Fatalf("reader over the zero-filled file: %d good, bad %v", len(good), bad)
+	}
+	// A reader that follows the active segment up to its committed size
+	// sees records written later where its buffer once held zeros.
+	r, err := OpenReader(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetLimit(data)
+	for i := 0; i < 5; i++ {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("past the limit: %v", err)
+	}
+	if err := w.Append([]Record{{ID: 6, Payload: []byte("record-5-")}}); err != nil {
+		t.Fatal(err)
+	}
+	r.SetLimit(w.Summary().Bytes)
+	if rec, err := r.Next(); err != nil || rec.ID != 6 || string(rec.Payload) != "record-5-" {
+		t.Fatalf("record written after the reader stopped: %+v %v", rec, err)
+	}
+	data = w.Summary().Bytes
+	w.f.Close() // a crash: no Close, no trim
+
+	res, repaired, err := Repair(dir, 1)
+	if err != nil || repaired || res.Records != 6 || res.ValidSize != data || res.ZeroTail != size-data || res.Cut != size-data {
+		t.Fatalf("repair: %+v repaired=%v err=%v", res, repaired, err)
+	}
+	if _, err := os.Stat(BrokenPath(dir, 1, data)); err == nil {
+		t.Fatal("zeros kept in a .broken file")
+	}
+	w, err = OpenWriter(dir, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]Record{{ID: 7, Payload: []byte("record-6-")}}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.Seal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(DataPath(dir, 1)); err != nil || fi.Size() != sum.Bytes {
+		t.Fatalf("sealed file size %d, summary %d (%v)", fi.Size(), sum.Bytes, err)
+	}
+	good, bad = readAll(t, dir, 1)
+	if len(good) != 7 || len(bad) != 0 {
+		t.Fatalf("after seal: %d good, bad %v", len(good), bad)
+	}
+	checkRecords(t, good, 1)
 }

@@ -366,7 +366,7 @@ type segmentEvent struct {
 	LastID        *uint64 `json:"last_id"`
 	MaxExpiry     *string `json:"max_expiry"`
 	MaxExpiryMs   int64   `json:"max_expiry_ms"`
-	Tail          string  `json:"tail"` // clean | torn | unread
+	Tail          string  `json:"tail"` // clean | zero-filled | torn | unread
 	TailOffset    int64   `json:"tail_offset"`
 	TailBytes     int64   `json:"tail_bytes"`
 	Meta          string  `json:"meta"` // absent | agrees | disagrees | unreadable | unchecked
@@ -600,6 +600,11 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 	ev.Complete = complete
 	if complete {
 		ev.Tail = "clean"
+		if z := r.ZeroTail(); z > 0 && st.tailAt < 0 {
+			// The writer's preallocated space after the last record (a
+			// running server's active segment, or one left by a crash).
+			ev.Tail, ev.TailOffset, ev.TailBytes = "zero-filled", r.Offset(), z
+		}
 		if st.tailAt >= 0 {
 			// As segment.Scan: bad frames with no good record after them
 			// are a torn tail. One problem line for all of it.
@@ -1065,7 +1070,7 @@ func (d *dumper) emitText(ev any) {
 		}
 		fmt.Fprintf(&b, "    summary base=%d file=%s bytes=%d records=%d good=%d bad=%d framing=%d first_id=%s last_id=%s max_expiry=%s tail=%s",
 			e.Segment, e.File, e.Bytes, e.Records, e.Good, e.Bad, e.FramingErrors, idOrDash(e.FirstID), idOrDash(e.LastID), orDash(e.MaxExpiry), e.Tail)
-		if e.Tail == "torn" {
+		if e.Tail == "torn" || e.Tail == "zero-filled" {
 			fmt.Fprintf(&b, " tail_offset=%d tail_bytes=%d", e.TailOffset, e.TailBytes)
 		}
 		fmt.Fprintf(&b, " meta=%s", e.Meta)

@@ -94,7 +94,8 @@ func TestReliabilityCrashPoints(t *testing.T) {
 		{"renameat", 1}, {"renameat", 2}, {"renameat", 3}, {"renameat", 6},
 		{"unlinkat", 1}, {"unlinkat", 2}, {"unlinkat", 3}, {"unlinkat", 7},
 		{"write", 5}, {"write", 25}, {"write", 90},
-		{"pwrite64", 1}, {"pwrite64", 3}, {"pwrite64", 20},
+		{"pwrite64", 1}, {"pwrite64", 3}, {"pwrite64", 20}, {"pwrite64", 60},
+		{"fdatasync", 1}, {"fdatasync", 4}, {"fdatasync", 40},
 		{"ftruncate", 1}, {"ftruncate", 2},
 	}
 	if v := os.Getenv("MQUEUE_REL_POINTS"); v != "" { // e.g. fsync#3,unlinkat#2

@@ -26,9 +26,9 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 		code    string // its error code
 		gets    bool   // the fault hits dequeues (cursor), not enqueues
 	}{
-		{"segment_fsync_EIO", seg1, "fsync:error=EIO:when=3+7", "fsync", 500, "WRITE_FAILED", false},
-		{"segment_write_ENOSPC", seg1, "write:error=ENOSPC:when=3+7", "write", 507, "DISK_FULL", false},
-		{"segment_write_EIO", seg1, "write:error=EIO:when=4+9", "write", 500, "WRITE_FAILED", false},
+		{"segment_fsync_EIO", seg1, "fdatasync:error=EIO:when=3+7", "fdatasync", 500, "WRITE_FAILED", false},
+		{"segment_write_ENOSPC", seg1, "pwrite64:error=ENOSPC:when=3+7", "pwrite64", 507, "DISK_FULL", false},
+		{"segment_write_EIO", seg1, "pwrite64:error=EIO:when=4+9", "pwrite64", 500, "WRITE_FAILED", false},
 		{"cursor_fdatasync_EIO", filepath.Join(relQueue, "cursor"), "fdatasync:error=EIO:when=4+6", "fdatasync", 500, "WRITE_FAILED", true},
 		{"cursor_write_EIO", filepath.Join(relQueue, "cursor"), "pwrite64:error=EIO:when=3+6", "pwrite64", 500, "WRITE_FAILED", true},
 	}
