@@ -352,7 +352,8 @@ func (q *queue) readDiskLocked() (segment.Record, error) {
 		q.readID = s.Base // a gap: lost ids or a deleted expired segment
 		return segment.Record{}, errNone
 	}
-	if q.reader == nil || q.reader.Base() != s.Base || q.reader.NextID() != q.readID {
+	fresh := q.reader == nil || q.reader.Base() != s.Base || q.reader.NextID() != q.readID
+	if fresh {
 		if q.reader != nil {
 			q.reader.Close()
 			q.reader = nil
@@ -362,16 +363,17 @@ func (q *queue) readDiskLocked() (segment.Record, error) {
 			return segment.Record{}, err
 		}
 		q.reader = r
-		r.SetLimit(s.Bytes)
-		bad, err := r.SkipTo(q.readID)
+	}
+	// Only committed bytes: past them the active segment holds zero-filled
+	// space or a batch being written, which must not stay in the buffer.
+	q.reader.SetLimit(s.Bytes)
+	if fresh {
+		bad, err := q.reader.SkipTo(q.readID)
 		q.countCorrupt(len(bad))
 		if err != nil {
 			return segment.Record{}, q.badStretchLocked(s, err)
 		}
 	}
-	// Only committed bytes: past them the active segment holds zero-filled
-	// space or a batch being written, which must not stay in the buffer.
-	q.reader.SetLimit(s.Bytes)
 	rec, err := q.reader.Next()
 	if err == nil {
 		rec.Payload = append([]byte(nil), rec.Payload...)

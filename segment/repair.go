@@ -181,23 +181,28 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 // cutZeroTail truncates the records file at res.ValidSize and fsyncs it.
 // res then describes the file as it is.
 func cutZeroTail(queueDir string, res *ScanResult) error {
-	f, err := os.OpenFile(DataPath(queueDir, res.Base), os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("segment %020d: cut zero-filled tail: %w", res.Base, err)
+	if err := truncateSync(DataPath(queueDir, res.Base), res.ValidSize); err != nil {
+		return fmt.Errorf("segment %020d: cut zero-filled tail at %d: %w", res.Base, res.ValidSize, err)
 	}
-	err = f.Truncate(res.ValidSize)
+	res.Cut = res.FileSize - res.ValidSize
+	res.FileSize = res.ValidSize
+	return nil
+}
+
+// truncateSync cuts the file at path to size bytes and fsyncs it.
+func truncateSync(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("segment %020d: cut zero-filled tail at %d: %w", res.Base, res.ValidSize, err)
-	}
-	res.Cut = res.FileSize - res.ValidSize
-	res.FileSize = res.ValidSize
-	return nil
+	return err
 }
 
 // writeFileSync creates name with data and fsyncs it.

@@ -19,8 +19,8 @@ import (
 // nothing the Writer could not, but it opens and counts every segment the
 // Writer reopens (OpenWriter, Recover), as a second parser of the framing.
 // The append itself does not go through tidwall's Log: that keeps the whole
-// tail file in one growing []byte and copies every batch into it, which cost
-// 12-15 % of the server's CPU under load (docs/PERFORMANCE.md, E3). Append
+// tail file in one growing []byte and copies every batch into it; its
+// regrowth was 12 % of the server's CPU under load (docs/PERFORMANCE.md, E3). Append
 // encodes a batch's frames, in tidwall's binary format, into one reused
 // buffer and writes it with one pwrite(2).
 //
@@ -238,9 +238,9 @@ func (w *Writer) Append(recs []Record) error {
 // Sync makes what was appended durable with fdatasync (the blocks are
 // preallocated, so no inode update is needed for it; a batch that grew the
 // file is covered too, since fdatasync writes a changed size). On error the
-// Writer is broken: after a
-// failed fsync the kernel may have dropped the dirty pages, so what was
-// written since the last good Sync cannot be trusted.
+// Writer is broken: after a failed sync the kernel may have dropped the
+// dirty pages, so what was written since the last good Sync cannot be
+// trusted.
 func (w *Writer) Sync() error {
 	if w.broken != nil {
 		return fmt.Errorf("fsync segment %020d: %w", w.sum.Base, ErrBroken)
@@ -271,19 +271,7 @@ func (w *Writer) Recover(to Summary) error {
 		_ = w.f.Close() // its pending state is what we are discarding
 		w.f = nil
 	}
-	path := DataPath(w.queueDir, w.sum.Base)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("recover segment %020d: %w", w.sum.Base, err)
-	}
-	err = f.Truncate(w.sum.Bytes)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := truncateSync(DataPath(w.queueDir, w.sum.Base), w.sum.Bytes); err != nil {
 		return fmt.Errorf("recover segment %020d: truncate to %d: %w", w.sum.Base, w.sum.Bytes, err)
 	}
 	if err := countEntries(w.queueDir, w.sum.Base, w.sum.Records); err != nil {
