@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 )
 
@@ -26,11 +27,14 @@ func BenchmarkEnqueue(b *testing.B) {
 }
 
 // BenchmarkEnqueueParallel measures group commit: many goroutines share
-// each write and fsync.
+// each write and fsync. The name gives the number of producer goroutines
+// (RunParallel starts SetParallelism × GOMAXPROCS of them).
 func BenchmarkEnqueueParallel(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
 	for _, mode := range []FsyncMode{FsyncAlways, FsyncInterval} {
-		for _, par := range []int{16, 256, 1024} {
-			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, par), func(b *testing.B) {
+		for _, want := range []int{16, 256, 1024, 4096} {
+			par := max(1, want/procs)
+			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, par*procs), func(b *testing.B) {
 				e := openT(b, Options{Dir: b.TempDir(), Fsync: mode})
 				b.SetBytes(int64(len(benchBody)))
 				b.SetParallelism(par)

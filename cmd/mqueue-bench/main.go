@@ -78,7 +78,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.runs, "runs", 3, "rounds per cell; the table shows medians")
 	fs.IntVar(&cfg.threads, "threads", 2, "wrk threads (-t)")
 	conns := fs.String("conns", "100,10,1000", "wrk connection counts (-c), comma-separated")
-	modes := fs.String("modes", "handoff,always,interval,never", "mqueue fsync modes to run, comma-separated; handoff = the ceiling with --handoff")
+	modes := fs.String("modes", "handoff,handoff-fsync,always,interval,never", "mqueue fsync modes to run, comma-separated; handoff = the ceiling with --handoff, handoff-fsync = with --handoff-fsync")
 	fs.BoolVar(&cfg.http, "http", true, "run the HTTP section")
 	fs.BoolVar(&cfg.scale, "scale", false, "run the 10M-message backlog section (takes several minutes and ~1.4 GB of disk)")
 	fs.StringVar(&cfg.gobench, "gobench", "run", "engine section: run (go test -bench here), off, or a FILE of saved go test -bench output")
@@ -112,7 +112,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	for _, m := range strings.Split(*modes, ",") {
 		switch m = strings.TrimSpace(m); m {
-		case "always", "interval", "never", "handoff":
+		case "always", "interval", "never", "handoff", "handoff-fsync":
 			cfg.modes = append(cfg.modes, m)
 		default:
 			return nil, fmt.Errorf("bad -modes entry %q", m)
@@ -282,16 +282,20 @@ func machineInfo(cfg *config) []string {
 // target is one server configuration of the HTTP section.
 type target struct {
 	name string
-	mode string // fsync mode; "" for the ceiling, "handoff" for the ceiling with --handoff
+	mode string // fsync mode; "" for the ceiling, "handoff" or "handoff-fsync" for the ceiling with that flag
 }
 
-func (t target) isMqueue() bool { return t.mode != "" && t.mode != "handoff" }
+func (t target) isMqueue() bool { return t.mode != "" && t.mode != "handoff" && t.mode != "handoff-fsync" }
 
 func (b *bench) targets() []target {
 	ts := []target{{name: "ceiling (bare Gin)"}}
 	for _, m := range b.cfg.modes {
-		if m == "handoff" {
+		switch m {
+		case "handoff":
 			ts = append(ts, target{name: "ceiling + hand-off (no disk)", mode: m})
+			continue
+		case "handoff-fsync":
+			ts = append(ts, target{name: "ceiling + hand-off + fdatasync", mode: m})
 			continue
 		}
 		ts = append(ts, target{name: "mqueue " + m, mode: m})
@@ -323,6 +327,9 @@ func (b *bench) start(t target, dataDir string, extra ...string) (*server, error
 	}
 	if t.mode == "handoff" {
 		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR", "--handoff"}, extra...))
+	}
+	if t.mode == "handoff-fsync" {
+		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR", "--handoff-fsync", filepath.Join(dataDir, "batches")}, extra...))
 	}
 	args := []string{"serve", "--addr", "ADDR", "--data", dataDir, "--fsync", t.mode,
 		"--log-level", "warn", "--drain-grace", "0s"}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -13,7 +15,7 @@ import (
 // ceiling: the same request through the handler, without the network, so
 // the difference in allocs/op is what mqueue's middleware and engine add.
 func BenchmarkCeilingEnqueue(b *testing.B) {
-	h := newRouter(false)
+	h := newRouter(false, nil)
 	body := bytes.Repeat([]byte("m"), 256)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -29,7 +31,7 @@ func BenchmarkCeilingEnqueue(b *testing.B) {
 
 // BenchmarkCeilingDequeue is api's BenchmarkHandlerDequeue against the ceiling.
 func BenchmarkCeilingDequeue(b *testing.B) {
-	h := newRouter(false)
+	h := newRouter(false, nil)
 	b.SetBytes(int64(len(getBody)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -43,7 +45,7 @@ func BenchmarkCeilingDequeue(b *testing.B) {
 }
 
 func TestCeilingShapes(t *testing.T) {
-	h := newRouter(false)
+	h := newRouter(false, nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/queue/orders", bytes.NewReader([]byte("x"))))
 	if rec.Code != http.StatusCreated || rec.Body.String() != `{"queue":"orders","id":1}` || rec.Header().Get("X-Message-Id") != "1" {
@@ -65,8 +67,37 @@ func TestCeilingShapes(t *testing.T) {
 // TestHandoffBatchesAndAnswersEveryRequest checks the --handoff shape: 64
 // concurrent POSTs each get a distinct id 1..64, answered through batches.
 func TestHandoffBatchesAndAnswersEveryRequest(t *testing.T) {
-	h := newRouter(true)
+	postConcurrently(t, newRouter(true, nil), 64)
+}
+
+// TestHandoffFsyncWritesEveryBatch checks --handoff-fsync: every answered
+// POST put recordBytes into the preallocated file, which did not grow.
+func TestHandoffFsyncWritesEveryBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "batches")
+	disk, err := openBatchFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.f.Close()
 	const n = 64
+	postConcurrently(t, newRouter(true, disk), n)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != batchFileBytes {
+		t.Fatalf("file is %d bytes, want the preallocated %d", len(data), batchFileBytes)
+	}
+	written := bytes.Count(data, []byte{'m'})
+	if written != n*recordBytes || bytes.IndexByte(data, 0) != written {
+		t.Fatalf("file holds %d written bytes (first zero at %d), want %d from the start", written, bytes.IndexByte(data, 0), n*recordBytes)
+	}
+}
+
+// postConcurrently sends n concurrent POSTs and checks that each got a
+// distinct id 1..n.
+func postConcurrently(t *testing.T, h http.Handler, n int) {
+	t.Helper()
 	ids := make(chan string, n)
 	var wg sync.WaitGroup
 	for range n {

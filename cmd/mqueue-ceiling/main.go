@@ -18,6 +18,13 @@
 // touched. The gap between the plain and the hand-off ceiling is what a
 // handler that blocks on another goroutine costs in net/http; the gap
 // between the hand-off ceiling and mqueue is the engine's writes and fsyncs.
+//
+// With --handoff-fsync FILE the batching goroutine also writes each batch
+// to FILE (recordBytes per request, one pwrite into a zero-filled
+// preallocated file) and fdatasyncs it before answering: the least that any
+// fsync-before-ack group commit on this disk must do, with no queue, record
+// format, cursor, metrics or middleware. It is the ceiling of mqueue's
+// always mode on the machine it runs on.
 package main
 
 import (
@@ -70,14 +77,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8089", "listen `address`")
 	pprofAddr := flag.String("pprof", "", "listen `address` for net/http/pprof; empty = off")
 	handoff := flag.Bool("handoff", false, "hand every request to a batching goroutine and wait for it (group commit without a disk)")
+	syncFile := flag.String("handoff-fsync", "", "with the hand-off, also pwrite each batch to this `file` and fdatasync it before answering (implies --handoff)")
 	flag.Parse()
-	if err := run(*addr, *pprofAddr, *handoff); err != nil {
+	if err := run(*addr, *pprofAddr, *handoff, *syncFile); err != nil {
 		fmt.Fprintln(os.Stderr, "mqueue-ceiling:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, pprofAddr string, handoff bool) error {
+func run(addr, pprofAddr string, handoff bool, syncFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if pprofAddr != "" {
@@ -87,12 +95,20 @@ func run(addr, pprofAddr string, handoff bool) error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go func() { _ = http.ListenAndServe(pprofAddr, mux) }() //nolint:gosec // loopback, bench only
 	}
+	var disk *batchFile
+	if syncFile != "" {
+		var err error
+		if disk, err = openBatchFile(syncFile); err != nil {
+			return err
+		}
+		defer disk.f.Close()
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newRouter(handoff),
+		Handler:           newRouter(handoff || disk != nil, disk),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -137,6 +153,7 @@ type handoff struct {
 	pend *hbatch
 	kick chan struct{}
 	next *atomic.Uint64
+	disk *batchFile // nil: no file
 }
 
 type hbatch struct {
@@ -144,8 +161,8 @@ type hbatch struct {
 	done     chan struct{}
 }
 
-func newHandoff(next *atomic.Uint64) *handoff {
-	h := &handoff{pend: &hbatch{done: make(chan struct{})}, kick: make(chan struct{}, 1), next: next}
+func newHandoff(next *atomic.Uint64, disk *batchFile) *handoff {
+	h := &handoff{pend: &hbatch{done: make(chan struct{})}, kick: make(chan struct{}, 1), next: next, disk: disk}
 	go h.loop()
 	return h
 }
@@ -173,12 +190,75 @@ func (h *handoff) loop() {
 		b := h.pend
 		h.pend = &hbatch{done: make(chan struct{})}
 		h.mu.Unlock()
+		if h.disk != nil {
+			if err := h.disk.commit(int(b.n)); err != nil {
+				log.Fatalf("mqueue-ceiling: %v", err) // a benchmark tool: no answer without the fsync
+			}
+		}
 		b.first = h.next.Add(b.n) - b.n + 1
 		close(b.done)
 	}
 }
 
-func newRouter(withHandoff bool) *gin.Engine {
+// recordBytes is what one request adds to the file: about one of mqueue's
+// frames for the benchmark's 100-byte body (payload, 28-byte record
+// header, tidwall's length prefix).
+const recordBytes = 130
+
+// batchFileBytes is the preallocated size; writes wrap around to the start,
+// so the file never grows and fdatasync never has metadata to write, as in
+// mqueue's preallocated active segment.
+const batchFileBytes = 64 << 20
+
+// batchFile is the --handoff-fsync file.
+type batchFile struct {
+	f   *os.File
+	off int64
+	buf []byte
+}
+
+func openBatchFile(path string) (*batchFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < batchFileBytes; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros, off); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("preallocate %s: %w", path, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fsync %s: %w", path, err)
+	}
+	return &batchFile{f: f}, nil
+}
+
+// commit writes n records with one pwrite and fdatasyncs them.
+func (d *batchFile) commit(n int) error {
+	size := n * recordBytes
+	if cap(d.buf) < size {
+		d.buf = make([]byte, size)
+		for i := range d.buf {
+			d.buf[i] = 'm'
+		}
+	}
+	if d.off+int64(size) > batchFileBytes {
+		d.off = 0
+	}
+	if _, err := d.f.WriteAt(d.buf[:size], d.off); err != nil {
+		return fmt.Errorf("write %s at %d: %w", d.f.Name(), d.off, err)
+	}
+	d.off += int64(size)
+	if err := syscall.Fdatasync(int(d.f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", d.f.Name(), err)
+	}
+	return nil
+}
+
+func newRouter(withHandoff bool, disk *batchFile) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.RedirectTrailingSlash = false
@@ -195,7 +275,7 @@ func newRouter(withHandoff bool) *gin.Engine {
 	r.GET("/readyz", ok)
 	s := &ceiling{}
 	if withHandoff {
-		s.handoff = newHandoff(&s.next)
+		s.handoff = newHandoff(&s.next, disk)
 	}
 	r.POST("/api/queue", s.enqueue)
 	r.POST("/api/queue/:name", s.enqueue)
