@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqueue/mqueue/metrics"
 )
 
 var benchBody = bytes.Repeat([]byte("m"), 100)
@@ -35,7 +39,8 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 		for _, want := range []int{16, 256, 1024, 4096} {
 			par := max(1, want/procs)
 			b.Run(fmt.Sprintf("%s/goroutines=%d", mode, par*procs), func(b *testing.B) {
-				e := openT(b, Options{Dir: b.TempDir(), Fsync: mode})
+				reg := prometheus.NewRegistry()
+				e := openT(b, Options{Dir: b.TempDir(), Fsync: mode, Metrics: metrics.NewEngine(reg)})
 				b.SetBytes(int64(len(benchBody)))
 				b.SetParallelism(par)
 				b.ReportAllocs()
@@ -49,6 +54,7 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 					}
 				})
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				reportCommits(b, reg)
 			})
 		}
 	}
@@ -74,5 +80,30 @@ func BenchmarkDequeue(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// reportCommits adds the mean messages per group commit and the mean
+// fsync time, from the engine's own histograms, to a benchmark's result.
+func reportCommits(b *testing.B, reg *prometheus.Registry) {
+	b.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h == nil || h.GetSampleCount() == 0 {
+				continue
+			}
+			mean := h.GetSampleSum() / float64(h.GetSampleCount())
+			switch mf.GetName() {
+			case "mqueue_commit_batch_messages":
+				b.ReportMetric(mean, "msgs/commit")
+			case "mqueue_fsync_duration_seconds":
+				b.ReportMetric(mean*1e6, "µs/fsync")
+			}
+		}
 	}
 }

@@ -160,6 +160,12 @@ func goBenchRows(bs []goBench) []row {
 			r.allocs = a / b.perOp()
 			r.notes = append(r.notes, fmt.Sprintf("%.0f B/op %.0f allocs/op", b.Metrics["B/op"], a))
 		}
+		if v, ok := b.Metrics["msgs/commit"]; ok {
+			r.batch = v
+		}
+		if v, ok := b.Metrics["µs/fsync"]; ok {
+			r.notes = append(r.notes, fmt.Sprintf("mean fsync %.0fµs", v))
+		}
 		if strings.HasPrefix(b.Name, "Append/") {
 			if base := raw[strings.TrimPrefix(b.Name, "Append/")]; base > 0 {
 				r.ratio = r.rate / base

@@ -67,7 +67,7 @@ pkg: github.com/mqueue/mqueue/segment
 BenchmarkAppend/batch=16-2         	    1000	   1000000 ns/op	   1.60 MB/s	     16000 records/s	     120 B/op	       2 allocs/op
 BenchmarkRawWriteFsync/batch=16-2  	    1000	    500000 ns/op	   3.20 MB/s	     32000 records/s	       0 B/op	       0 allocs/op
 pkg: github.com/mqueue/mqueue/engine
-BenchmarkEnqueueParallel/always/goroutines=256-2   	  500000	      2000 ns/op	  50.00 MB/s	    500000 msgs/s	  300 B/op	   3 allocs/op
+BenchmarkEnqueueParallel/always/goroutines=256-2   	  500000	      2000 ns/op	  50.00 MB/s	       150.8 msgs/commit	    500000 msgs/s	       456.4 µs/fsync	  300 B/op	   3 allocs/op
 PASS
 `
 	bs, err := parseGoBench(strings.NewReader(out))
@@ -89,6 +89,12 @@ PASS
 	}
 	if got := rows[2].rate; got != 500000 {
 		t.Errorf("engine rate = %v, want 500000", got)
+	}
+	if got := rows[2].batch; got != 150.8 {
+		t.Errorf("engine msgs/commit = %v, want 150.8", got)
+	}
+	if !strings.Contains(strings.Join(rows[2].notes, "; "), "mean fsync 456µs") {
+		t.Errorf("engine notes = %q, want the mean fsync", rows[2].notes)
 	}
 }
 
