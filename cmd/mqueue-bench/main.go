@@ -285,7 +285,9 @@ type target struct {
 	mode string // fsync mode; "" for the ceiling, "handoff" or "handoff-fsync" for the ceiling with that flag
 }
 
-func (t target) isMqueue() bool { return t.mode != "" && t.mode != "handoff" && t.mode != "handoff-fsync" }
+func (t target) isMqueue() bool {
+	return t.mode != "" && t.mode != "handoff" && t.mode != "handoff-fsync"
+}
 
 func (b *bench) targets() []target {
 	ts := []target{{name: "ceiling (bare Gin)"}}
