@@ -78,10 +78,10 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 	case c.Request.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		c.AbortWithStatus(statusClientClosed)
 	case errors.Is(err, engine.ErrWrite):
-		s.log.Error("write failed", "op", op, "queue", queue, "err", err)
+		s.log.ErrorContext(engine.RepeatingLog, "write failed", "op", op, "queue", queue, "err", err)
 		abortError(c, http.StatusInternalServerError, CodeWriteFailed, "a write to disk failed; the request had no effect")
 	default:
-		s.log.Error("engine error", "op", op, "queue", queue, "err", err)
+		s.log.ErrorContext(engine.RepeatingLog, "engine error", "op", op, "queue", queue, "err", err)
 		abortError(c, http.StatusInternalServerError, CodeInternal, "internal error; see the server log")
 	}
 }

@@ -158,7 +158,7 @@ func (q *queue) prepareWrite(size int64) error {
 	}
 	if q.writer.Broken() != nil {
 		if err := q.writer.Recover(q.committedSum); err != nil {
-			q.log.Error("segment still broken; refusing writes", "err", err)
+			q.log.ErrorContext(RepeatingLog, "segment still broken; refusing writes", "err", err)
 			return err
 		}
 		q.log.Info("segment repaired after write error", "segment", segment.Name(q.committedSum.Base), "size", q.committedSum.Bytes)
@@ -243,7 +243,7 @@ const slowFsync = 500 * time.Millisecond
 // is repaired before the next write (prepareWrite).
 func (q *queue) failBatch(b *batch, err error) {
 	q.e.opts.Metrics.IncWriteError()
-	q.log.Error("group commit failed; batch not acknowledged", "messages", len(b.recs), "err", err)
+	q.log.ErrorContext(RepeatingLog, "group commit failed; batch not acknowledged", "messages", len(b.recs), "err", err)
 	b.err = classify(err)
 	close(b.done)
 }
@@ -269,7 +269,7 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 		return
 	}
 	q.e.opts.Metrics.IncWriteError()
-	q.log.Error("cursor write failed; dequeues not acknowledged", "err", err)
+	q.log.ErrorContext(RepeatingLog, "cursor write failed; dequeues not acknowledged", "err", err)
 	// The failed position may sit in the page cache and reach the disk
 	// later; the next turn (at the latest the compactor's, within a second,
 	// or the final one at close) writes the rewound one over it, in a newer
@@ -319,14 +319,14 @@ func (q *queue) backgroundSync() {
 	if q.writer != nil && q.writer.Broken() == nil {
 		if err := q.syncWriter(); err != nil {
 			q.e.opts.Metrics.IncWriteError()
-			q.log.Error("background fsync failed", "err", err)
+			q.log.ErrorContext(RepeatingLog, "background fsync failed", "err", err)
 			return
 		}
 	}
 	start := time.Now()
 	if err := q.cursor.sync(); err != nil {
 		q.e.opts.Metrics.IncWriteError()
-		q.log.Error("background cursor fsync failed", "err", err)
+		q.log.ErrorContext(RepeatingLog, "background cursor fsync failed", "err", err)
 		return
 	}
 	q.observeFsync(start)

@@ -273,12 +273,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// Of each warning or error message, at most logBurst records per logWindow
+// reach the log (limitHandler).
+const (
+	logBurst  = 10
+	logWindow = time.Second
+)
+
 func newLogger(w io.Writer, cfg *serveConfig) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newLimitHandler(h, logBurst, logWindow, time.Now))
 }
 
 // serve wires metrics, the HTTP server and the engine, and runs until ctx is
