@@ -78,7 +78,11 @@ fmtcheck:
 vet:
 	$(GO) vet ./...
 
+# staticcheck through the module proxy, pinned (not part of make test).
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint: fmtcheck vet
+	$(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin

@@ -275,9 +275,9 @@ func TestReliabilityDamagedFiles(t *testing.T) {
 }
 
 type relDamageResult struct {
-	opened, refused          bool
-	bad, reused, lostBeyond  int
-	delivered, acked, hitLen int
+	opened, refused         bool
+	bad, reused, lostBeyond int
+	hitLen                  int
 }
 
 func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDamageResult) {
