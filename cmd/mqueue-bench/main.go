@@ -112,10 +112,13 @@ func parseFlags(args []string) (*config, error) {
 	}
 	for _, m := range strings.Split(*modes, ",") {
 		switch m = strings.TrimSpace(m); m {
-		case "always", "interval", "never", "handoff", "handoff-fsync":
+		case "always", "interval", "never":
 			cfg.modes = append(cfg.modes, m)
 		default:
-			return nil, fmt.Errorf("bad -modes entry %q", m)
+			if _, ref := refServers[m]; !ref || m == "" {
+				return nil, fmt.Errorf("bad -modes entry %q", m)
+			}
+			cfg.modes = append(cfg.modes, m)
 		}
 	}
 	if cfg.runs < 1 || cfg.duration < time.Second {
@@ -282,25 +285,34 @@ func machineInfo(cfg *config) []string {
 // target is one server configuration of the HTTP section.
 type target struct {
 	name string
-	mode string // fsync mode; "" for the ceiling, "handoff" or "handoff-fsync" for the ceiling with that flag
+	mode string // an fsync mode of mqueue, or a key of refServers
+}
+
+// refServers are the reference servers, all mqueue-ceiling, by -modes entry
+// ("" is the bare ceiling, always run): the name in the table and the
+// flags that make each one (dataDir is the run's fresh directory).
+var refServers = map[string]struct {
+	name  string
+	flags func(dataDir string) []string
+}{
+	"":              {"ceiling (bare Gin)", func(string) []string { return nil }},
+	"handoff":       {"ceiling + hand-off (no disk)", func(string) []string { return []string{"--handoff"} }},
+	"handoff-fsync": {"ceiling + hand-off + fdatasync", func(d string) []string { return []string{"--handoff-fsync", filepath.Join(d, "batches")} }},
 }
 
 func (t target) isMqueue() bool {
-	return t.mode != "" && t.mode != "handoff" && t.mode != "handoff-fsync"
+	_, ref := refServers[t.mode]
+	return !ref
 }
 
 func (b *bench) targets() []target {
-	ts := []target{{name: "ceiling (bare Gin)"}}
+	ts := []target{{name: refServers[""].name}}
 	for _, m := range b.cfg.modes {
-		switch m {
-		case "handoff":
-			ts = append(ts, target{name: "ceiling + hand-off (no disk)", mode: m})
-			continue
-		case "handoff-fsync":
-			ts = append(ts, target{name: "ceiling + hand-off + fdatasync", mode: m})
-			continue
+		name := "mqueue " + m
+		if r, ok := refServers[m]; ok {
+			name = r.name
 		}
-		ts = append(ts, target{name: "mqueue " + m, mode: m})
+		ts = append(ts, target{name: name, mode: m})
 	}
 	return ts
 }
@@ -322,16 +334,12 @@ type runResult struct {
 	volSwitchReq   float64
 }
 
-// start launches t on dataDir (ignored by the ceiling).
+// start launches t on dataDir (which holds the hand-off + fdatasync file for
+// that reference server; the other ceilings ignore it).
 func (b *bench) start(t target, dataDir string, extra ...string) (*server, error) {
-	if t.mode == "" {
-		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR"}, extra...))
-	}
-	if t.mode == "handoff" {
-		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR", "--handoff"}, extra...))
-	}
-	if t.mode == "handoff-fsync" {
-		return startServer(t.name, b.cfg.ceilingBin, append([]string{"--addr", "ADDR", "--handoff-fsync", filepath.Join(dataDir, "batches")}, extra...))
+	if r, ok := refServers[t.mode]; ok {
+		args := append([]string{"--addr", "ADDR"}, r.flags(dataDir)...)
+		return startServer(t.name, b.cfg.ceilingBin, append(args, extra...))
 	}
 	args := []string{"serve", "--addr", "ADDR", "--data", dataDir, "--fsync", t.mode,
 		"--log-level", "warn", "--drain-grace", "0s"}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,24 @@ func TestParseFlagsQuick(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-modes", "sometimes"}); err == nil {
 		t.Error("bad mode accepted")
+	}
+}
+
+func TestTargetsNameReferenceServers(t *testing.T) {
+	cfg, err := parseFlags([]string{"-modes", "handoff-fsync,always,handoff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{cfg: cfg}
+	var got []string
+	for _, tg := range b.targets() {
+		got = append(got, fmt.Sprintf("%s/%v", tg.name, tg.isMqueue()))
+	}
+	want := "ceiling (bare Gin)/false,ceiling + hand-off + fdatasync/false,mqueue always/true,ceiling + hand-off (no disk)/false"
+	if strings.Join(got, ",") != want {
+		t.Errorf("targets = %s, want %s", strings.Join(got, ","), want)
+	}
+	if _, err := parseFlags([]string{"-modes", "always,"}); err == nil {
+		t.Error("an empty -modes entry was accepted")
 	}
 }
