@@ -166,15 +166,65 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 	return q.enqueue(body, opts)
 }
 
+// EnqueueBatch stores msgs in queue all together or not at all: they take
+// consecutive ids, one write (and at most one fsync) stores them, and a
+// failure or a cap (depth, disk) refuses every one of them. It returns the
+// first id once the batch is written (and fsynced when the mode or sync
+// says so). The engine keeps the bodies; the caller must not change them.
+func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, sync bool) (first uint64, err error) {
+	if len(msgs) == 0 {
+		return 0, errors.New("engine: empty batch")
+	}
+	for i := range msgs {
+		if len(msgs[i].Body) == 0 {
+			return 0, fmt.Errorf("%w (batch message %d)", ErrEmptyMessage, i)
+		}
+	}
+	q, err := e.queue(queue, true)
+	if err != nil {
+		return 0, err
+	}
+	return q.enqueueBatch(msgs, sync)
+}
+
+// DequeueBatch pops up to max unexpired messages of queue, in id order,
+// waiting up to wait for the first one; it stops early once the bodies
+// reach maxBytes (one message is always taken). One cursor write, persisted
+// before it returns, covers them all. It returns no messages and no error
+// when none came; the errors are Dequeue's. The bodies must not be modified.
+func (e *Engine) DequeueBatch(ctx context.Context, name string, max int, maxBytes int64, wait time.Duration) ([]Message, error) {
+	var msgs []Message
+	_, err := e.waitFor(ctx, name, wait, func(q *queue) (<-chan struct{}, error) {
+		var ch <-chan struct{}
+		var err error
+		msgs, ch, err = q.dequeueBatch(max, maxBytes)
+		return ch, err
+	})
+	return msgs, err
+}
+
 // Dequeue pops the next unexpired message of queue, waiting up to wait for
 // one to arrive. ok is false when none came, ctx was cancelled or the engine
 // began closing during the wait; a call made after Close fails with
 // ErrClosed. The cursor move is persisted before Dequeue returns. The
 // returned Body must not be modified.
-func (e *Engine) Dequeue(ctx context.Context, queue string, wait time.Duration) (msg Message, ok bool, err error) {
+func (e *Engine) Dequeue(ctx context.Context, name string, wait time.Duration) (msg Message, ok bool, err error) {
+	ok, err = e.waitFor(ctx, name, wait, func(q *queue) (<-chan struct{}, error) {
+		var ch <-chan struct{}
+		var err error
+		msg, ch, err = q.dequeue()
+		return ch, err
+	})
+	return msg, ok, err
+}
+
+// waitFor calls pop on queue until it takes something (ok), fails, or wait
+// runs out. pop returns errNone and a channel closed when there may be
+// something new when there is nothing to take.
+func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, pop func(*queue) (<-chan struct{}, error)) (ok bool, err error) {
 	select {
 	case <-e.closing:
-		return Message{}, false, ErrClosed
+		return false, ErrClosed
 	default:
 	}
 	var timer <-chan time.Time
@@ -187,7 +237,7 @@ func (e *Engine) Dequeue(ctx context.Context, queue string, wait time.Duration) 
 		var ready <-chan struct{}
 		q, err := e.queue(queue, false)
 		if err != nil {
-			return Message{}, false, err
+			return false, err
 		}
 		if q == nil {
 			e.mu.RLock()
@@ -196,28 +246,28 @@ func (e *Engine) Dequeue(ctx context.Context, queue string, wait time.Duration) 
 			e.mu.RUnlock()
 		}
 		if q != nil {
-			msg, ch, err := q.dequeue()
+			ch, err := pop(q)
 			switch {
 			case err == nil:
-				return msg, true, nil
+				return true, nil
 			case errors.Is(err, ErrClosed):
-				return Message{}, false, nil
+				return false, nil
 			case !errors.Is(err, errNone):
-				return Message{}, false, err
+				return false, err
 			}
 			ready = ch
 		}
 		if timer == nil {
-			return Message{}, false, nil
+			return false, nil
 		}
 		select {
 		case <-ready:
 		case <-timer:
-			return Message{}, false, nil
+			return false, nil
 		case <-ctx.Done():
-			return Message{}, false, nil
+			return false, nil
 		case <-e.closing:
-			return Message{}, false, nil
+			return false, nil
 		}
 	}
 }

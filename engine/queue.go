@@ -222,29 +222,76 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	// The commit loop stamps the enqueue time, once per batch; until then
 	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
-	var ttl int64
-	if opts.TTL > 0 {
-		ttl = max(opts.TTL.Milliseconds(), 1)
-	}
-	size := int64(segment.HeaderSize + len(body) + 5)
+	ttl := ttlMs(opts.TTL)
+	size := recordSize(body)
 	q.mu.Lock()
-	if q.closing {
+	if err := q.admitLocked(1, size); err != nil {
 		q.mu.Unlock()
-		return 0, ErrClosed
-	}
-	if max := q.e.opts.MaxQueueDepth; max > 0 && q.depth+int64(len(q.pend.recs)) >= max {
-		q.mu.Unlock()
-		return 0, ErrQueueFull
-	}
-	if max := q.e.opts.MaxDiskBytes; max > 0 && q.e.diskBytes.Load()+q.pend.bytes+size > max {
-		q.mu.Unlock()
-		return 0, fmt.Errorf("%w: --max-disk-bytes %d reached", ErrDiskFull, max)
+		return 0, err
 	}
 	b := q.pend
 	i := len(b.recs)
 	b.recs = append(b.recs, segment.Record{ExpiresAt: ttl, Payload: body})
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
+	q.mu.Unlock()
+	if i == 0 {
+		q.kick()
+	}
+	<-b.done
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.first + uint64(i), nil
+}
+
+// recordSize is the bytes a message takes in a segment.
+func recordSize(body []byte) int64 { return int64(segment.HeaderSize + len(body) + 5) }
+
+// ttlMs is the TTL as the pending batch holds it until the commit loop
+// stamps the enqueue time: milliseconds, at least 1, or 0 for none.
+func ttlMs(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return max(ttl.Milliseconds(), 1)
+}
+
+// admitLocked refuses n more messages of size bytes in all when the queue
+// is closing or they would pass --max-queue-depth or --max-disk-bytes.
+func (q *queue) admitLocked(n int, size int64) error {
+	if q.closing {
+		return ErrClosed
+	}
+	if max := q.e.opts.MaxQueueDepth; max > 0 && q.depth+int64(len(q.pend.recs)+n) > max {
+		return ErrQueueFull
+	}
+	if max := q.e.opts.MaxDiskBytes; max > 0 && q.e.diskBytes.Load()+q.pend.bytes+size > max {
+		return fmt.Errorf("%w: --max-disk-bytes %d reached", ErrDiskFull, max)
+	}
+	return nil
+}
+
+// enqueueBatch adds msgs to the pending batch together, so they take
+// consecutive ids and one write stores all of them or none, and waits for
+// the commit. It returns the first id.
+func (q *queue) enqueueBatch(msgs []BatchMessage, sync bool) (uint64, error) {
+	var size int64
+	for i := range msgs {
+		size += recordSize(msgs[i].Body)
+	}
+	q.mu.Lock()
+	if err := q.admitLocked(len(msgs), size); err != nil {
+		q.mu.Unlock()
+		return 0, err
+	}
+	b := q.pend
+	i := len(b.recs)
+	for _, m := range msgs {
+		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), Payload: m.Body})
+	}
+	b.bytes += size
+	b.sync = b.sync || sync
 	q.mu.Unlock()
 	if i == 0 {
 		q.kick()
@@ -282,10 +329,63 @@ func (q *queue) dequeue() (Message, <-chan struct{}, error) {
 		q.mu.Unlock()
 		return Message{}, ch, err
 	}
+	msg := toMessage(&rec)
+	if err := q.persistReadLocked(); err != nil {
+		return Message{}, nil, err
+	}
+	return msg, nil, nil
+}
+
+// dequeueBatch pops up to max unexpired messages, stopping early once their
+// bodies reach maxBytes (it always takes one), and waits for one cursor
+// write for all of them. With none ready it returns errNone and the channel
+// closed when messages are committed, like dequeue.
+func (q *queue) dequeueBatch(max int, maxBytes int64) ([]Message, <-chan struct{}, error) {
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	var msgs []Message
+	var bytes int64
+	for len(msgs) < max && bytes < maxBytes {
+		rec, err := q.nextLocked()
+		if errors.Is(err, errNone) {
+			break
+		}
+		if err != nil {
+			if len(msgs) > 0 {
+				break // deliver what was popped; the error comes back next time
+			}
+			q.mu.Unlock()
+			return nil, nil, err
+		}
+		msgs = append(msgs, toMessage(&rec))
+		bytes += int64(len(rec.Payload))
+	}
+	if len(msgs) == 0 {
+		ch := q.notify
+		q.mu.Unlock()
+		return nil, ch, errNone
+	}
+	if err := q.persistReadLocked(); err != nil {
+		return nil, nil, err
+	}
+	return msgs, nil, nil
+}
+
+// toMessage converts a popped record.
+func toMessage(rec *segment.Record) Message {
 	msg := Message{ID: rec.ID, Body: rec.Payload, EnqueuedAt: time.UnixMilli(rec.EnqueuedAt)}
 	if rec.ExpiresAt != 0 {
 		msg.ExpiresAt = time.UnixMilli(rec.ExpiresAt)
 	}
+	return msg
+}
+
+// persistReadLocked joins the next cursor write, unlocks q.mu and waits
+// until the read position is written (and fsynced as the mode says).
+func (q *queue) persistReadLocked() error {
 	cb := q.curWait
 	if cb == nil {
 		cb = &cursorBatch{done: make(chan struct{})}
@@ -294,10 +394,7 @@ func (q *queue) dequeue() (Message, <-chan struct{}, error) {
 	q.mu.Unlock()
 	q.kick()
 	<-cb.done
-	if cb.err != nil {
-		return Message{}, nil, cb.err
-	}
-	return msg, nil, nil
+	return cb.err
 }
 
 // nextLocked moves readID past the next deliverable record and returns it,

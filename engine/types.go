@@ -131,6 +131,13 @@ type EnqueueOptions struct {
 	Sync bool
 }
 
+// BatchMessage is one message of EnqueueBatch.
+type BatchMessage struct {
+	Body []byte
+	// TTL makes the message expire this long after it is enqueued; 0 never.
+	TTL time.Duration
+}
+
 // Message is one dequeued message.
 type Message struct {
 	ID         uint64
