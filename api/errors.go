@@ -30,6 +30,13 @@ const (
 	CodeShuttingDown     = "SHUTTING_DOWN"
 	CodeNotReady         = "NOT_READY"
 	CodeDiskFull         = "DISK_FULL"
+	CodeInvalidDelay     = "INVALID_DELAY"
+	CodeInvalidMax       = "INVALID_MAX"
+	CodeInvalidBatch     = "INVALID_BATCH"
+	CodeBatchTooLarge    = "BATCH_TOO_LARGE"
+	// CodeNotImplemented answers a part of the SPEC that is not built yet
+	// (leases, delays, idempotency keys), rather than ignoring it.
+	CodeNotImplemented = "NOT_IMPLEMENTED"
 )
 
 // ErrorBody is the JSON body of every error response. It is a plain value,
@@ -50,6 +57,11 @@ const retryAfter = "1"
 // abortError writes an error response and stops the handler chain.
 func abortError(c *gin.Context, status int, code, msg string) {
 	c.AbortWithStatusJSON(status, ErrorBody{Error: code, Message: msg})
+}
+
+// notImplemented answers 501 NOT_IMPLEMENTED.
+func notImplemented(c *gin.Context, msg string) {
+	abortError(c, http.StatusNotImplemented, CodeNotImplemented, msg)
 }
 
 // abortShuttingDown answers 503 SHUTTING_DOWN and closes the connection, so

@@ -114,6 +114,18 @@ func (s *Server) enqueue(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
 		return
 	}
+	delay, ok := uintParam(q, "delay", MaxDelaySeconds)
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidDelay, "delay must be an integer number of seconds in 0..604800")
+		return
+	}
+	if delay > 0 {
+		notImplemented(c, "delayed messages are not built yet; nothing was stored")
+		return
+	}
+	if !s.refuseUnbuilt(c, q) {
+		return
+	}
 	body, ok := s.readBody(c)
 	if !ok {
 		return
@@ -155,20 +167,16 @@ func (s *Server) dequeue(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if !s.refuseUnbuilt(c, q) {
+		return
+	}
 	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
 	if !ok {
 		abortError(c, http.StatusBadRequest, CodeInvalidWait, "wait must be an integer number of seconds in 0..30")
 		return
 	}
-	ctx := c.Request.Context()
-	if wait > 0 {
-		// Wake the long poll when the drain grace ends (pollCtx), without
-		// cancelling anything else the request does.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		defer context.AfterFunc(s.pollCtx, cancel)()
-	}
+	ctx, done := s.pollContext(c, wait)
+	defer done()
 	msg, ok, err := s.eng.Load().Dequeue(ctx, name, time.Duration(wait)*time.Second)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.engineError(c, "dequeue", name, err)
@@ -187,6 +195,36 @@ func (s *Server) dequeue(c *gin.Context) {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(msg.Body)
+}
+
+// pollContext is the context of a dequeue: with a wait it is also cancelled
+// when the drain grace ends (s.pollCtx), which wakes the long poll without
+// cancelling anything else the request does. Call done when finished.
+func (s *Server) pollContext(c *gin.Context, wait uint64) (ctx context.Context, done func()) {
+	ctx = c.Request.Context()
+	if wait == 0 {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.pollCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// refuseUnbuilt answers 501 NOT_IMPLEMENTED to a request that asks for a
+// lease or sends an Idempotency-Key: those parts of the SPEC are not built
+// yet, and serving the request without them would break what the client
+// relies on (a lease's redelivery, a key's de-duplication). It reports
+// whether the request may go on.
+func (s *Server) refuseUnbuilt(c *gin.Context, q url.Values) bool {
+	if q.Has("lease") {
+		notImplemented(c, "leases are not built yet; nothing was popped (a plain GET pops for good)")
+		return false
+	}
+	if _, ok := c.Request.Header["Idempotency-Key"]; ok {
+		notImplemented(c, "idempotency keys are not built yet; nothing was stored")
+		return false
+	}
+	return true
 }
 
 // setMessageHeaders sets X-Message-Id, X-Enqueued-At, X-Expires-At (with a
