@@ -1,9 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqueue/mqueue/metrics"
+	"github.com/mqueue/mqueue/segment"
 )
 
 func batchOf(bodies ...string) []BatchMessage {
@@ -213,4 +219,56 @@ func bodiesOf(msgs []Message) string {
 		s += string(m.Body)
 	}
 	return s
+}
+
+// A batch whose write a crash cut short is cut off whole at the next open:
+// no part of an unacknowledged batch is ever served, and its ids are not
+// handed out again.
+func TestPartialBatchCutAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	for i := range 3 {
+		enq(t, e, "q", fmt.Sprintf("single-%d", i), EnqueueOptions{})
+	}
+	first, err := e.EnqueueBatch(context.Background(), "q", batchOf("b0", "b1", "b2", "b3"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	// What a kill during the batch's write(2) leaves: its first records
+	// whole, the last one cut inside.
+	qdir := filepath.Join(dir, "q")
+	bases, err := segment.List(qdir)
+	if err != nil || len(bases) != 1 {
+		t.Fatalf("segments %v, %v", bases, err)
+	}
+	path := segment.DataPath(qdir, bases[0])
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-1); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	e = openT(t, Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var got []string
+	for {
+		m, ok := deq(t, e, "q")
+		if !ok {
+			break
+		}
+		got = append(got, string(m.Body))
+	}
+	if strings.Join(got, " ") != "single-0 single-1 single-2" {
+		t.Fatalf("after the torn batch: %q, want the three singles and nothing of the batch", got)
+	}
+	if !strings.Contains(logs.String(), "atomic batch cut short") {
+		t.Errorf("the repair does not say why it cut:\n%s", logs.String())
+	}
+	if id := enq(t, e, "q", "next", EnqueueOptions{}); id < first+4 {
+		t.Fatalf("next id %d reuses an id of the cut batch (%d..%d)", id, first, first+3)
+	}
 }

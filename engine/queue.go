@@ -287,8 +287,10 @@ func (q *queue) enqueueBatch(msgs []BatchMessage, sync bool) (uint64, error) {
 	}
 	b := q.pend
 	i := len(b.recs)
-	for _, m := range msgs {
-		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), Payload: m.Body})
+	for j, m := range msgs {
+		// More on all but the last: a crash that cuts the write short
+		// leaves a partial batch that the next open cuts off whole.
+		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), More: j < len(msgs)-1, Payload: m.Body})
 	}
 	b.bytes += size
 	b.sync = b.sync || sync

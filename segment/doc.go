@@ -28,7 +28,8 @@
 //
 //	offset  size  field
 //	0       4     CRC32C (Castagnoli) of bytes 4..end
-//	4       1     format version (1)
+//	4       1     format version (1) in the low 7 bits; bit 7 (0x80) set =
+//	              "more": an atomic batch continues after this record
 //	5       8     id, uint64 little endian
 //	13      8     enqueue time, unix milliseconds, int64 little endian
 //	21      8     expiry, unix milliseconds, int64 little endian; 0 = never
@@ -36,6 +37,13 @@
 //
 // The n-th entry of a segment (n from 1) holds id base+n-1; a record whose
 // stored id disagrees is corrupt.
+//
+// The records of a batch POST are one atomic batch: all but the last have
+// the "more" bit. A segment whose good records end with the bit set ends
+// in the middle of a batch (a crash cut its write short): Scan reports the
+// batch's first record as the start of the torn tail, and Repair cuts the
+// whole partial batch. Records written before the bit existed have it
+// clear; a binary older than the bit reads records with it as corrupt.
 //
 // The newest segment's file is zero-filled ahead of its records (Writer),
 // so that an fdatasync does not have to update the inode. No entry has

@@ -35,6 +35,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, HeaderSize))
+	f.Add(AppendRecord(nil, &Record{ID: 7, EnqueuedAt: 1, More: true, Payload: []byte("more")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := DecodeRecord(b)
 		if err != nil {

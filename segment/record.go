@@ -41,6 +41,9 @@ const (
 	// HeaderSize is the fixed part of a record before the payload.
 	HeaderSize = 29
 	version    = 1
+	// moreFlag in the version byte marks a record that its atomic batch
+	// continues after (Record.More).
+	moreFlag = 0x80
 	// NeverExpires is the MaxExpiry of a segment holding a record without TTL.
 	NeverExpires = math.MaxInt64
 )
@@ -53,7 +56,13 @@ type Record struct {
 	ID         uint64
 	EnqueuedAt int64 // unix ms
 	ExpiresAt  int64 // unix ms; 0 = never
-	Payload    []byte
+	// More marks a record of an atomic batch (a batch POST) that is not the
+	// batch's last: the batch counts only once its last record, without
+	// More, is there too. Scan treats a segment that ends in the middle of
+	// such a batch as torn there, so that a crash during the write never
+	// leaves part of a batch behind.
+	More    bool
+	Payload []byte
 }
 
 // EncodedSize is the size of r's entry, without tidwall's length prefix.
@@ -62,7 +71,11 @@ func (r *Record) EncodedSize() int { return HeaderSize + len(r.Payload) }
 // AppendRecord appends the encoding of r to dst and returns the result.
 func AppendRecord(dst []byte, r *Record) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, version)
+	v := byte(version)
+	if r.More {
+		v |= moreFlag
+	}
+	dst = append(dst, 0, 0, 0, 0, v)
 	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.EnqueuedAt))
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.ExpiresAt))
@@ -80,13 +93,14 @@ func DecodeRecord(b []byte) (Record, error) {
 	if got, want := crc32.Checksum(b[4:], castagnoli), binary.LittleEndian.Uint32(b); got != want {
 		return Record{}, fmt.Errorf("%w: crc32c %08x, stored %08x", ErrCorrupt, got, want)
 	}
-	if b[4] != version {
-		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4])
+	if b[4]&^moreFlag != version {
+		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4]&^moreFlag)
 	}
 	return Record{
 		ID:         binary.LittleEndian.Uint64(b[5:]),
 		EnqueuedAt: int64(binary.LittleEndian.Uint64(b[13:])),
 		ExpiresAt:  int64(binary.LittleEndian.Uint64(b[21:])),
+		More:       b[4]&moreFlag != 0,
 		Payload:    b[HeaderSize:],
 	}, nil
 }

@@ -87,15 +87,26 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	res := &ScanResult{Summary: Summary{Base: base}, FileSize: fi.Size()}
 	var pending []*CorruptionError // bad records after the last good one so far
 	var pendingSummary = res.Summary
+	var open *CorruptionError // the first record of an atomic batch not yet ended
 	for {
+		start := r.off
 		rec, err := r.Next()
 		var ce *CorruptionError
 		switch {
 		case err == nil:
-			res.Corrupt = append(res.Corrupt, pending...)
-			pending = pending[:0]
 			pendingSummary.add(&rec)
 			pendingSummary.Records = r.n
+			if rec.More {
+				// Good, but it counts only once its batch ends.
+				if open == nil {
+					open = &CorruptionError{Segment: base, Offset: start, ID: rec.ID,
+						Reason: "atomic batch cut short: its last record is missing"}
+				}
+				continue
+			}
+			open = nil
+			res.Corrupt = append(res.Corrupt, pending...)
+			pending = pending[:0]
 			res.Summary = pendingSummary
 			res.ValidSize = r.off
 			continue
@@ -109,9 +120,12 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 		}
 		break
 	}
-	if len(pending) > 0 {
+	switch {
+	case open != nil:
+		res.Tail = open
+	case len(pending) > 0:
 		res.Tail = pending[0]
-	} else {
+	default:
 		res.ZeroTail = r.ZeroTail()
 	}
 	res.Bytes = res.ValidSize

@@ -88,8 +88,12 @@ func TestRecordRoundTrip(t *testing.T) {
 	in := Record{ID: 42, EnqueuedAt: 1, ExpiresAt: 2, Payload: []byte("hello")}
 	b := AppendRecord(nil, &in)
 	out, err := DecodeRecord(b)
-	if err != nil || out.ID != 42 || out.EnqueuedAt != 1 || out.ExpiresAt != 2 || string(out.Payload) != "hello" {
+	if err != nil || out.ID != 42 || out.EnqueuedAt != 1 || out.ExpiresAt != 2 || string(out.Payload) != "hello" || out.More {
 		t.Fatalf("%+v %v", out, err)
+	}
+	in.More = true
+	if out, err := DecodeRecord(AppendRecord(nil, &in)); err != nil || !out.More || out.ID != 42 {
+		t.Fatalf("More lost in a round trip: %+v %v", out, err)
 	}
 	for i := range b {
 		c := bytes.Clone(b)
@@ -521,4 +525,91 @@ func TestWriterPreallocation(t *testing.T) {
 		t.Fatalf("after seal: %d good, bad %v", len(good), bad)
 	}
 	checkRecords(t, good, 1)
+}
+
+// A segment that ends inside an atomic batch (records with More, without
+// the batch's last) is torn at the batch's first record: Repair cuts the
+// whole partial batch, wherever the write stopped, and keeps it in a
+// .broken file. A whole batch is kept.
+func TestRepairCutsPartialAtomicBatch(t *testing.T) {
+	const singles, batch = 4, 5
+	write := func(t *testing.T, dir string) (batchStart int64, ends []int64) {
+		w, err := Create(dir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range singles {
+			if err := w.Append([]Record{{ID: uint64(i + 1), EnqueuedAt: 1, Payload: []byte(fmt.Sprintf("record-%d-", i))}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		batchStart = w.Summary().Bytes
+		var recs []Record
+		for i := range batch {
+			recs = append(recs, Record{ID: uint64(singles + i + 1), EnqueuedAt: 2, More: i < batch-1,
+				Payload: []byte(fmt.Sprintf("record-%d-batch", singles+i))})
+		}
+		if err := w.Append(recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The end offset of each batch record, from a scan of the whole file.
+		r, err := OpenReader(dir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for {
+			rec, err := r.Next()
+			if err != nil {
+				break
+			}
+			if rec.ID > singles {
+				if rec.More != (rec.ID < singles+batch) {
+					t.Fatalf("record %d More=%v after a round trip", rec.ID, rec.More)
+				}
+				ends = append(ends, r.Offset())
+			}
+		}
+		return batchStart, ends
+	}
+
+	dir := t.TempDir()
+	batchStart, ends := write(t, dir)
+	if len(ends) != batch {
+		t.Fatalf("%d batch records read back, want %d", len(ends), batch)
+	}
+	// Every cut inside the batch: at a record boundary or inside a record.
+	for cut := batchStart + 1; cut < ends[batch-1]; cut++ {
+		dir := t.TempDir()
+		write(t, dir)
+		if err := os.Truncate(DataPath(dir, 1), cut); err != nil {
+			t.Fatal(err)
+		}
+		res, repaired, err := Repair(dir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !repaired || res.ValidSize != batchStart || res.Records != singles {
+			t.Fatalf("cut at %d: repaired %v, valid size %d (batch starts at %d), %d records; want the partial batch gone",
+				cut, repaired, res.ValidSize, batchStart, res.Records)
+		}
+		if res.Tail == nil || res.Tail.Offset != batchStart {
+			t.Fatalf("cut at %d: tail %v, want the batch's first record at %d", cut, res.Tail, batchStart)
+		}
+		if _, err := os.Stat(BrokenPath(dir, 1, batchStart)); err != nil {
+			t.Fatalf("cut at %d: partial batch not kept: %v", cut, err)
+		}
+		good, bad := readAll(t, dir, 1)
+		if len(good) != singles || len(bad) != 0 {
+			t.Fatalf("cut at %d: %d good records, bad %v after repair", cut, len(good), bad)
+		}
+	}
+	// The whole batch stays, with zero-filled space after it.
+	res, repaired, err := Repair(dir, 1)
+	if err != nil || repaired || res.Records != singles+batch || res.Tail != nil {
+		t.Fatalf("whole batch: repaired %v, %d records, tail %v, %v", repaired, res.Records, res.Tail, err)
+	}
 }

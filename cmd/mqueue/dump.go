@@ -323,6 +323,9 @@ type recordEvent struct {
 	Preview       string  `json:"preview"`
 	MoreBytes     int     `json:"more_bytes"`
 	PayloadBase64 *string `json:"payload_base64,omitempty"`
+	// BatchContinues: the record's atomic batch (a batch POST) goes on
+	// after it (segment.Record.More).
+	BatchContinues bool `json:"batch_continues,omitempty"`
 }
 
 type storedHeader struct {
@@ -335,6 +338,9 @@ type storedHeader struct {
 	Preview       string  `json:"preview"`
 	MoreBytes     int     `json:"more_bytes"`
 	PayloadBase64 *string `json:"payload_base64,omitempty"`
+	// BatchContinues: the record's atomic batch (a batch POST) goes on
+	// after it (segment.Record.More).
+	BatchContinues bool `json:"batch_continues,omitempty"`
 }
 
 type corruptEvent struct {
@@ -536,6 +542,7 @@ type segState struct {
 	lastID    uint64
 	validSize int64
 	tailAt    int64 // offset of the first bad frame after the last good record, -1 if none
+	openAt    int64 // offset of the first record of an atomic batch not yet ended, -1 if none
 	run       *corruptEvent
 	problems  []problem
 }
@@ -576,7 +583,7 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 	defer r.Close()
 	defer raw.Close()
 
-	st := &segState{sum: segment.Summary{Base: base}, tailAt: -1}
+	st := &segState{sum: segment.Summary{Base: base}, tailAt: -1, openAt: -1}
 	complete, stopped := d.readRecords(queue, name, base, r, raw, st)
 	d.flushRun(st)
 
@@ -605,7 +612,17 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 			// running server's active segment, or one left by a crash).
 			ev.Tail, ev.TailOffset, ev.TailBytes = "zero-filled", r.Offset(), z
 		}
-		if st.tailAt >= 0 {
+		if st.openAt >= 0 {
+			// As segment.Scan: good records of an atomic batch whose last
+			// record is missing (a crash cut its write short) are a torn
+			// tail from the batch's first record; the server cuts them.
+			ev.Tail, ev.TailOffset, ev.TailBytes = "torn", st.openAt, max(ev.Bytes-st.openAt, 0)
+			d.sum.TornTails++
+			st.problems = slices.DeleteFunc(st.problems, func(p problem) bool { return p.offset >= st.openAt })
+			st.problems = append(st.problems, problem{offset: st.openAt, text: fmt.Sprintf(
+				"queue %s segment %s offset %d: torn tail: an atomic batch cut short (its last record is missing), %d bytes; the server cuts it at its next start",
+				queue, name, st.openAt, ev.TailBytes)})
+		} else if st.tailAt >= 0 {
 			// As segment.Scan: bad frames with no good record after them
 			// are a torn tail. One problem line for all of it.
 			ev.Tail, ev.TailOffset, ev.TailBytes = "torn", st.tailAt, max(ev.Bytes-st.tailAt, 0)
@@ -647,6 +664,12 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			st.sum.Records = r.NextID() - base
 			st.validSize = r.Offset()
 			st.tailAt = -1
+			switch {
+			case !rec.More:
+				st.openAt = -1
+			case st.openAt < 0:
+				st.openAt = at
+			}
 			for i := range st.problems {
 				st.problems[i].offset = -1 // mid-segment, not part of a tail
 			}
@@ -799,7 +822,7 @@ func (d *dumper) recordEvent(queue string, base uint64, off int64, rec *segment.
 		Type: "record", Queue: queue, Segment: base, Offset: off, ID: rec.ID,
 		EnqueuedAt: formatTime(rec.EnqueuedAt), EnqueuedAtMs: rec.EnqueuedAt,
 		ExpiresAt: expiry(rec.ExpiresAt), ExpiresAtMs: rec.ExpiresAt,
-		Size: len(rec.Payload), CRC: "ok",
+		Size: len(rec.Payload), CRC: "ok", BatchContinues: rec.More,
 	}
 	ev.Preview, ev.MoreBytes = preview(rec.Payload)
 	if d.opts.payload {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -950,5 +951,52 @@ func TestDumpFormatTime(t *testing.T) {
 		if got := formatTime(tt.ms); got != tt.want {
 			t.Errorf("formatTime(%d) = %q, want %q", tt.ms, got, tt.want)
 		}
+	}
+}
+
+// A segment that ends inside an atomic batch (a batch POST whose write a
+// crash cut short) is a torn tail from the batch's first record, as the
+// server's repair sees it: --verify fails and names the offset, and the
+// JSON marks the records whose batch continues.
+func TestDumpPartialAtomicBatch(t *testing.T) {
+	data := t.TempDir()
+	e, err := engine.Open(engine.Options{Dir: data, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Enqueue(context.Background(), "orders", []byte("single"), engine.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := []engine.BatchMessage{{Body: []byte("b1")}, {Body: []byte("b2")}, {Body: []byte("b3")}}
+	if _, err := e.EnqueueBatch(context.Background(), "orders", msgs, false); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	code, out, errOut := dumpOut(t, "--data", data, "--verify")
+	if code != 0 || !strings.Contains(out, "tail=clean") {
+		t.Fatalf("whole batch: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	_, jsonOut, _ := dumpOut(t, "--data", data, "--json")
+	if n := strings.Count(jsonOut, `"batch_continues":true`); n != 2 {
+		t.Errorf("%d records marked batch_continues, want 2 (b1, b2):\n%s", n, jsonOut)
+	}
+
+	path := segment.DataPath(filepath.Join(data, "orders"), 1)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-1); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = dumpOut(t, "--data", data, "--verify")
+	// The batch starts after the single: 1 length byte + 29 + 6.
+	const batchAt = 1 + segment.HeaderSize + 6
+	if code == 0 || !strings.Contains(errOut, fmt.Sprintf("offset %d: torn tail: an atomic batch cut short", batchAt)) {
+		t.Fatalf("cut batch: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("tail=torn tail_offset=%d", batchAt)) {
+		t.Errorf("segment line does not say torn at %d:\n%s", batchAt, out)
 	}
 }
