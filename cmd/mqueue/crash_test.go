@@ -55,16 +55,19 @@ import (
 )
 
 const (
-	crashQueue        = "crash"
-	crashProducers    = 16
-	crashConsumers    = 4
-	crashDrainers     = 8
-	crashDefaultRound = 20
-	crashDrainLimit   = 30 * time.Second // one drain
-	crashDrainGrace   = 100 * time.Millisecond
-	crashMinLoad      = 300 * time.Millisecond
-	crashMaxLoad      = 1500 * time.Millisecond
-	crashSpread       = 512 // body size spread: 64..575 bytes
+	crashQueue     = "crash"
+	crashProducers = 16
+	// crashBatchProducers of the producers POST batches of 2..64 messages
+	// (all or nothing, also across a kill).
+	crashBatchProducers = 2
+	crashConsumers      = 4
+	crashDrainers       = 8
+	crashDefaultRound   = 20
+	crashDrainLimit     = 30 * time.Second // one drain
+	crashDrainGrace     = 100 * time.Millisecond
+	crashMinLoad        = 300 * time.Millisecond
+	crashMaxLoad        = 1500 * time.Millisecond
+	crashSpread         = 512 // body size spread: 64..575 bytes
 )
 
 // The server is built, started and stopped with the rel* helpers of
@@ -204,7 +207,8 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 			maxReady = max(maxReady, ready)
 		}
 		client := relClient(t)
-		w := &relWorkers{life: life, base: s.base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread}
+		w := &relWorkers{life: life, base: s.base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread,
+			batchProducers: crashBatchProducers}
 		if life > 0 && !crashDrain(t, w) {
 			// The ledger is still checked for what it can tell.
 			drained = false
@@ -246,9 +250,10 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 		t.Logf("warnings and errors the server logged (all lives):\n%s", crashLogDigest(dir))
 		crashKeep(t, dir)
 	}
-	t.Logf("fsync=%s: rounds=%d acked=%d popped=%d acked-lost=%d popped-twice=%d recovered-unacked=%d restarts-ok=%d/%d max-time-to-ready=%v (unknown-outcome POSTs=%d, GETs cut by the kill=%d, acked bodies they took=%d) in %v",
+	t.Logf("fsync=%s: rounds=%d acked=%d popped=%d acked-lost=%d popped-twice=%d recovered-unacked=%d restarts-ok=%d/%d max-time-to-ready=%v (unknown-outcome POSTs=%d, GETs cut by the kill=%d, acked bodies they took=%d; batches=%d, unanswered=%d, of those back whole=%d, partial repairs logged=%d) in %v",
 		mode, done, c.acked, c.popped, c.lost, c.poppedTwice, c.recoveredUnacked, restartsOK, done, maxReady.Round(time.Millisecond),
-		c.unknownPosts, c.cutGets, c.cutTaken, time.Since(began).Round(time.Millisecond))
+		c.unknownPosts, c.cutGets, c.cutTaken, c.batches, c.batchesUnknown, c.batchesRecovered,
+		crashLogCount(dir, "atomic batch cut short"), time.Since(began).Round(time.Millisecond))
 	if done == 0 {
 		t.Errorf("no round ran")
 	}

@@ -131,7 +131,7 @@ func TestReliabilityCrashPoints(t *testing.T) {
 		case err == nil:
 			readyStarts++
 			maxReady = max(maxReady, ready)
-			w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, dead: s.exited, maxBacklog: 300}
+			w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, dead: s.exited, maxBacklog: 300, batchProducers: 1}
 			stop := w.run(t, 6, 1)
 			select {
 			case <-s.exited:

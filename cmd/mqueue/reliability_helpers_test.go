@@ -13,6 +13,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -451,11 +453,20 @@ type relCutGet struct {
 	err       string
 }
 
+// relBatch is one batch POST: its bodies' keys, in order, and what its
+// client was told (one outcome for all of them).
+type relBatch struct {
+	life    int
+	keys    []string
+	outcome int
+}
+
 // relLedger records what the clients were told across every lifetime of one
 // data directory. Safe for concurrent use.
 type relLedger struct {
 	mu         sync.Mutex
 	posts      map[string]*relPost
+	batches    []relBatch
 	pops       map[string][]relPop
 	byID       map[uint64]string
 	cutGets    []relCutGet
@@ -521,6 +532,12 @@ func (l *relLedger) post(key string, p *relPost) {
 			l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, p.id, pops[0].id)
 		}
 	}
+}
+
+func (l *relLedger) batch(b relBatch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.batches = append(l.batches, b)
 }
 
 func (l *relLedger) popSnapshot(life int) uint64 {
@@ -614,6 +631,8 @@ type relWorkers struct {
 	firing atomic.Bool
 	// spread is the body size spread (relSpread when 0).
 	spread int
+	// batchProducers of the producers POST batches (produceBatch).
+	batchProducers int
 	// longPollLast makes the last consumer of run poll with ?wait=1.
 	longPollLast bool
 	// tolerate lists statuses that are not violations even before cut.
@@ -720,6 +739,81 @@ func (w *relWorkers) produceOne(prefix string) int {
 	return resp.StatusCode
 }
 
+// produceBatch POSTs n bodies with fresh keys as one batch and records
+// each like a single POST (one outcome for all), and the batch itself for
+// the all-or-nothing check. It returns the status (0 for no answer).
+func (w *relWorkers) produceBatch(prefix string, n int) int {
+	keys := make([]string, n)
+	var req bytes.Buffer
+	req.WriteString(`{"messages":[`)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
+		if i > 0 {
+			req.WriteByte(',')
+		}
+		req.WriteString(`{"body_base64":"`)
+		req.WriteString(base64.StdEncoding.EncodeToString(relBody(keys[i], w.bodySpread())))
+		req.WriteString(`"}`)
+	}
+	req.WriteString("]}")
+	resp, err := w.client.Post(w.url()+"/batch", "application/json", &req)
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	at := time.Now()
+	outcome, what, status := relUnknown, "", 0
+	var ids []uint64
+	switch {
+	case err != nil:
+		what = err.Error()
+		w.ledger.status("POST batch no answer")
+		w.ledger.sample("POST batch: " + err.Error())
+		if !w.failureExpected() {
+			w.ledger.violate("request failed while the server ran", "life %d POST batch %s..: %v", w.life, keys[0], err)
+		}
+	case resp.StatusCode == http.StatusCreated:
+		var out struct {
+			IDs []uint64 `json:"ids"`
+		}
+		if jerr := json.Unmarshal(body, &out); jerr != nil || len(out.IDs) != n {
+			what = "201 without usable ids"
+			w.ledger.violate("malformed 201", "life %d POST batch of %d %s..: %q", w.life, n, keys[0], body)
+			break
+		}
+		for i := 1; i < n; i++ {
+			if out.IDs[i] != out.IDs[0]+uint64(i) {
+				w.ledger.violate("batch ids not consecutive", "life %d POST batch %s..: ids %v", w.life, keys[0], out.IDs)
+				break
+			}
+		}
+		outcome, ids, status, what = relAcked, out.IDs, 201, "201 (batch)"
+		w.acks.Add(int64(n))
+		w.ledger.status("POST batch 201")
+	default:
+		outcome, status = relRefused, resp.StatusCode
+		what = fmt.Sprintf("%d %s (batch)", resp.StatusCode, bytes.TrimSpace(body))
+		w.ledger.status(fmt.Sprintf("POST batch %d %s", resp.StatusCode, relErrCode(body)))
+		if !w.cut.Load() && !w.tolerate[resp.StatusCode] {
+			w.ledger.violate("unexpected status", "life %d POST batch %s..: %d %s", w.life, keys[0], resp.StatusCode, bytes.TrimSpace(body))
+		}
+	}
+	for i, key := range keys {
+		rec := &relPost{life: w.life, outcome: outcome, status: status, what: what, at: at}
+		if outcome == relAcked {
+			rec.id = ids[i]
+			w.inOrder("producer", prefix, key, ids[i])
+		}
+		w.ledger.post(key, rec)
+	}
+	w.ledger.batch(relBatch{life: w.life, keys: keys, outcome: outcome})
+	if err != nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
 var relErrCodeRe = regexp.MustCompile(`"error":"([A-Z_]+)"`)
 
 // relErrCode returns the "error" code of a JSON error body.
@@ -731,18 +825,30 @@ func relErrCode(body []byte) string {
 	return string(m[1])
 }
 
-// produce POSTs until stop or cut.
+// produce POSTs until stop or cut; the first w.batchProducers producers
+// POST batches of 2..relMaxBatch messages instead of single ones.
 func (w *relWorkers) produce(p int) {
-	for !w.stop.Load() && !w.cut.Load() {
+	for i := 0; !w.stop.Load() && !w.cut.Load(); i++ {
 		if w.maxBacklog > 0 && w.acks.Load()-w.pops.Load() > w.maxBacklog {
 			time.Sleep(2 * time.Millisecond)
 			continue
 		}
-		if w.produceOne(fmt.Sprintf("p%d", p)) == 0 && !w.cut.Load() {
+		var status int
+		if p < w.batchProducers {
+			status = w.produceBatch(fmt.Sprintf("b%d", p), 2+(p*7+i*13)%(relMaxBatch-1))
+		} else {
+			status = w.produceOne(fmt.Sprintf("p%d", p))
+		}
+		if status == 0 && !w.cut.Load() {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
+
+// relMaxBatch is the largest batch produceBatch sends: with bodies of up
+// to relSpread bytes, its write spans several pages, so a kill can land
+// inside it.
+const relMaxBatch = 64
 
 // consumeOne GETs once (with ?wait=wait when > 0) and records the outcome;
 // it returns the status, 0 for no answer.
@@ -893,6 +999,9 @@ type relFigures struct {
 	recoveredUnacked                  int // popped although its POST got no answer
 	refusedPopped                     int // popped although its POST was refused
 	cutGets                           int
+	// batches POSTed; of those without an answer, how many came back
+	// whole after the restart (none may come back in part).
+	batches, batchesUnknown, batchesRecovered int
 	// lostAge is, per lost message, how long before its life was cut it
 	// was acknowledged (for the interval mode's window).
 	lostAge []time.Duration
@@ -979,6 +1088,47 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 			f.refusedPopped++
 			l.violateLocked("popped a message whose POST was refused (a failed batch was stored)",
 				"%q answered %d in life %d, popped as id %d in life %d", key, a.status, a.life, ps[0].id, ps[0].life)
+		}
+	}
+	// A batch is all or nothing, also when a kill cut its write short: of a
+	// batch, either every body was stored or none. A stored body can be
+	// missing from the pops only if a GET cut by a kill took it (in the
+	// batch's life or later), so a batch with some bodies popped is
+	// broken when more are missing than there were such GETs.
+	for _, b := range l.batches {
+		f.batches++
+		if b.outcome == relUnknown {
+			f.batchesUnknown++
+		}
+		popped := 0
+		for _, k := range b.keys {
+			if len(l.pops[k]) > 0 {
+				popped++
+			}
+		}
+		missing := len(b.keys) - popped
+		if popped > 0 && b.outcome == relUnknown && missing == 0 {
+			f.batchesRecovered++
+		}
+		if popped == 0 || missing == 0 || o.undrained {
+			continue
+		}
+		cuts := 0
+		for _, g := range l.cutGets {
+			if g.life >= b.life {
+				cuts++
+			}
+		}
+		if missing > cuts {
+			msg := fmt.Sprintf("batch %s.. of %d (life %d, outcome %d): %d popped, %d missing, only %d GETs cut since",
+				b.keys[0], len(b.keys), b.life, b.outcome, popped, missing, cuts)
+			if o.allowLoss {
+				// Without fsync a power cut may drop any page of what was
+				// written, also the end of a batch in a sealed segment.
+				soft = append(soft, "batch partly stored: "+msg)
+			} else {
+				l.violateLocked("batch partly stored", "%s", msg)
+			}
 		}
 	}
 	// Ids go up across restarts.

@@ -140,7 +140,7 @@ func relPowerRun(t *testing.T, bin, mode string, rounds int, extra []string, rng
 	for life := 0; life < rounds; life++ {
 		s, ready := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: fmt.Sprintf("server-%02d", life)})
 		maxReady = max(maxReady, ready)
-		w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 500}
+		w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 500, batchProducers: 2}
 		stop := w.run(t, 6, 1)
 		load := 400*time.Millisecond + time.Duration(rng.Int64N(int64(800*time.Millisecond)))
 		time.Sleep(load)
@@ -180,8 +180,9 @@ func relPowerRun(t *testing.T, bin, mode string, rounds int, extra []string, rng
 		window = fmt.Sprintf(" lost-acked-age: newest %v oldest %v before the cut (promised window: --fsync-interval %v)",
 			f.lostAge[0].Round(time.Millisecond), f.lostAge[len(f.lostAge)-1].Round(time.Millisecond), interval)
 	}
-	t.Logf("figures: fsync=%s power-cuts=%d acked=%d popped=%d drained-at-end=%d acked-lost=%d popped-twice=%d recovered-unacked=%d stored-despite-5xx=%d max-time-to-ready=%v%s",
-		mode, rounds, f.acked, f.popped, drained, f.lost, f.poppedTwice, f.recoveredUnacked, f.refusedPopped, maxReady.Round(time.Millisecond), window)
+	t.Logf("figures: fsync=%s power-cuts=%d acked=%d popped=%d drained-at-end=%d acked-lost=%d popped-twice=%d recovered-unacked=%d stored-despite-5xx=%d max-time-to-ready=%v batches=%d unanswered=%d back-whole=%d partial-batch-repairs=%d%s",
+		mode, rounds, f.acked, f.popped, drained, f.lost, f.poppedTwice, f.recoveredUnacked, f.refusedPopped, maxReady.Round(time.Millisecond),
+		f.batches, f.batchesUnknown, f.batchesRecovered, crashLogCount(dir, "atomic batch cut short"), window)
 	switch mode {
 	case "never":
 		if f.lost == 0 {
