@@ -60,6 +60,40 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkEnqueueBatchParallel: producers that send batches (the batch
+// POST's path). One op is one batch; msgs/s counts messages.
+func BenchmarkEnqueueBatchParallel(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, mode := range []FsyncMode{FsyncAlways, FsyncInterval} {
+		for _, size := range []int{10, 100} {
+			const want = 256
+			par := max(1, want/procs)
+			b.Run(fmt.Sprintf("%s/batch=%d/goroutines=%d", mode, size, par*procs), func(b *testing.B) {
+				reg := prometheus.NewRegistry()
+				e := openT(b, Options{Dir: b.TempDir(), Fsync: mode, Metrics: metrics.NewEngine(reg)})
+				msgs := make([]BatchMessage, size)
+				for i := range msgs {
+					msgs[i].Body = benchBody
+				}
+				b.SetBytes(int64(len(benchBody) * size))
+				b.SetParallelism(par)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := e.EnqueueBatch(context.Background(), "q", msgs, false); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+				reportCommits(b, reg)
+			})
+		}
+	}
+}
+
 func BenchmarkDequeue(b *testing.B) {
 	for _, mode := range []FsyncMode{FsyncAlways, FsyncNever} {
 		b.Run(mode.String(), func(b *testing.B) {
