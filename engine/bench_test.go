@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqueue/mqueue/metrics"
+	"github.com/mqueue/mqueue/segment"
 )
 
 var benchBody = bytes.Repeat([]byte("m"), 100)
@@ -139,5 +144,90 @@ func reportCommits(b *testing.B, reg *prometheus.Registry) {
 				b.ReportMetric(mean*1e6, "µs/fsync")
 			}
 		}
+	}
+}
+
+// BenchmarkGroupCommitBound is the least a group commit of single messages
+// costs in Go on this machine, to read BenchmarkEnqueueParallel against:
+// producers append their message to the pending batch under a mutex and
+// park on the batch's channel; one loop goroutine takes the batch, copies
+// it into a buffer, write(2)s it to a file (no fsync, as never mode) and
+// closes the channel. No record format, CRC, ids, segments, memory tail,
+// metrics or TTL. The gap between this and the engine is what the
+// engine's own work costs; this figure itself is the runtime's (a park and
+// a wake-up per message, on GOMAXPROCS cores).
+func BenchmarkGroupCommitBound(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, want := range []int{16, 256, 1024, 4096} {
+		par := max(1, want/procs)
+		b.Run(fmt.Sprintf("goroutines=%d", par*procs), func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "bound"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			type batch struct {
+				msgs [][]byte
+				done chan struct{}
+			}
+			var mu sync.Mutex
+			pend := &batch{done: make(chan struct{})}
+			wake := make(chan struct{}, 1)
+			stop := make(chan struct{})
+			loopDone := make(chan struct{})
+			var commits, msgs atomic.Int64
+			go func() {
+				defer close(loopDone)
+				var buf []byte
+				for {
+					select {
+					case <-wake:
+					case <-stop:
+						return
+					}
+					runtime.Gosched() // as the engine: let runnable producers join
+					mu.Lock()
+					cur := pend
+					pend = &batch{done: make(chan struct{}), msgs: cur.msgs[:0:0]}
+					mu.Unlock()
+					buf = buf[:0]
+					for _, m := range cur.msgs {
+						buf = append(buf, m...)
+					}
+					if _, err := f.Write(buf); err != nil {
+						b.Error(err)
+					}
+					commits.Add(1)
+					msgs.Add(int64(len(cur.msgs)))
+					close(cur.done)
+				}
+			}()
+			msg := make([]byte, segment.HeaderSize+len(benchBody)+5)
+			b.SetBytes(int64(len(benchBody)))
+			b.SetParallelism(par)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mu.Lock()
+					bt := pend
+					first := len(bt.msgs) == 0
+					bt.msgs = append(bt.msgs, msg)
+					mu.Unlock()
+					if first {
+						select {
+						case wake <- struct{}{}:
+						default:
+						}
+					}
+					<-bt.done
+				}
+			})
+			b.StopTimer()
+			close(stop)
+			<-loopDone
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(msgs.Load())/float64(max(commits.Load(), 1)), "msgs/commit")
+		})
 	}
 }
