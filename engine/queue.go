@@ -62,7 +62,9 @@ type queue struct {
 	writer       *segment.Writer
 	committedSum segment.Summary // writer summary as of the last acknowledged batch
 	cursor       *cursorFile
-	hwm          uint64
+	hwm          uint64           // durable bound on the ids handed out
+	hwmDone      chan error       // a background hwm write's result (reserveAhead)
+	hwmTarget    uint64           // the bound that write stores
 	dirty        bool             // written since the last fsync (interval mode)
 	cursorRetry  bool             // a cursor write failed: write the position again
 	spare        []segment.Record // a committed batch's slice, reused by the next
