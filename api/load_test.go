@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -17,7 +18,8 @@ import (
 // handlers, the group-commit loop, size and age rotation, compaction, long
 // polls, stats and /metrics all running together. Every acknowledged
 // message must be delivered exactly once, with the body it was sent with,
-// and each consumer must see increasing ids per queue.
+// and each consumer must see increasing ids per queue. Some producers POST
+// batches and one consumer GETs batches, beside the single-message ones.
 func TestConcurrentLoadOverHTTP(t *testing.T) {
 	ts := start(t, func(s *setup) {
 		s.eng.SegmentBytes = 4 << 10 // ~30 records per segment: many rotations
@@ -41,6 +43,14 @@ func TestConcurrentLoadOverHTTP(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if p%4 == 3 {
+				loadBatchProducer(t, ts, p, perProducer, queues, func(q string, id uint64, body string) {
+					mu.Lock()
+					acked[q+"/"+strconv.FormatUint(id, 10)] = sent{q, body}
+					mu.Unlock()
+				})
+				return
+			}
 			for i := range perProducer {
 				q := queues[(p+i)%len(queues)]
 				body := fmt.Sprintf("producer-%d-message-%d-%s", p, i, strings.Repeat("x", i%50))
@@ -98,6 +108,28 @@ func TestConcurrentLoadOverHTTP(t *testing.T) {
 					return
 				}
 				q := queues[(c+i)%len(queues)]
+				if c == consumers-1 {
+					msgs, ok := loadBatchGet(t, ts, q)
+					if !ok {
+						return
+					}
+					for _, m := range msgs {
+						if m.id <= last[q] {
+							t.Errorf("batch consumer: %s id %d after %d", q, m.id, last[q])
+						}
+						last[q] = m.id
+						key := q + "/" + strconv.FormatUint(m.id, 10)
+						mu.Lock()
+						got[key]++
+						n := got[key]
+						bodies[key] = m.body
+						mu.Unlock()
+						if n > 1 {
+							t.Errorf("%s delivered %d times", key, n)
+						}
+					}
+					continue
+				}
 				r, err := ts.try(http.MethodGet, "/api/queue/"+q+"?wait=1", nil)
 				if err != nil {
 					t.Errorf("GET %s: %v", q, err)
@@ -159,4 +191,79 @@ func TestConcurrentLoadOverHTTP(t *testing.T) {
 			t.Errorf("after the load, %s: GET = %d %q id %s, want 200 %q id %d", q, r.status, r.body, r.header.Get("X-Message-Id"), "last-"+q, id)
 		}
 	}
+}
+
+// loadBatchProducer POSTs n messages in batches of 5, alternating queues,
+// every other batch with ?sync=1, and reports each acked id and body.
+func loadBatchProducer(t *testing.T, ts *testServer, p, n int, queues []string, ack func(q string, id uint64, body string)) {
+	for i := 0; i < n; i += 5 {
+		q := queues[(p+i/5)%len(queues)]
+		var bodies []string
+		var req strings.Builder
+		req.WriteString(`{"messages":[`)
+		for j := range 5 {
+			body := fmt.Sprintf("batch-producer-%d-message-%d", p, i+j)
+			bodies = append(bodies, body)
+			if j > 0 {
+				req.WriteByte(',')
+			}
+			fmt.Fprintf(&req, `{"body":%q}`, body)
+		}
+		req.WriteString("]}")
+		path := "/api/queue/" + q + "/batch"
+		if (i/5)%2 == 0 {
+			path += "?sync=1"
+		}
+		r, err := ts.try(http.MethodPost, path, strings.NewReader(req.String()))
+		var out struct {
+			IDs []uint64 `json:"ids"`
+		}
+		if err != nil || r.status != http.StatusCreated || json.Unmarshal(r.body, &out) != nil || len(out.IDs) != 5 {
+			t.Errorf("POST %s = %d %s %v", path, r.status, r.body, err)
+			return
+		}
+		for j, id := range out.IDs {
+			if id != out.IDs[0]+uint64(j) {
+				t.Errorf("batch ids %v not consecutive", out.IDs)
+			}
+			ack(q, id, bodies[j])
+		}
+	}
+}
+
+type loadMsg struct {
+	id   uint64
+	body string
+}
+
+// loadBatchGet GETs up to 7 messages of q with a batch long poll.
+func loadBatchGet(t *testing.T, ts *testServer, q string) ([]loadMsg, bool) {
+	r, err := ts.try(http.MethodGet, "/api/queue/"+q+"/batch?max=7&wait=1", nil)
+	if err != nil {
+		t.Errorf("GET %s batch: %v", q, err)
+		return nil, false
+	}
+	switch r.status {
+	case http.StatusNoContent:
+		return nil, true
+	case http.StatusOK:
+	default:
+		t.Errorf("GET %s batch = %d %s", q, r.status, r.body)
+		return nil, false
+	}
+	var out struct {
+		Messages []struct {
+			ID   uint64 `json:"id"`
+			Body string `json:"body"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(r.body, &out); err != nil || len(out.Messages) == 0 || len(out.Messages) > 7 {
+		t.Errorf("GET %s batch body %q: %v", q, r.body, err)
+		return nil, false
+	}
+	msgs := make([]loadMsg, len(out.Messages))
+	for i, m := range out.Messages {
+		msgs[i] = loadMsg{m.ID, m.Body}
+	}
+	return msgs, true
 }
