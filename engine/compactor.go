@@ -28,10 +28,22 @@ func (q *queue) compact() {
 	if q.writer == nil {
 		last = len(q.segs) // no active segment: every one is sealed
 	}
+	// Idempotency keys of segments about to go are carried to the keys
+	// file first (dedup.go); if that fails, such segments stay.
+	var carry []segment.Summary
 	for i, s := range q.segs {
 		consumed := s.Records == 0 || s.LastID() < q.persisted
 		expired := s.MaxExpiry != 0 && s.MaxExpiry <= nowMs
-		if i == last || (!consumed && !expired) {
+		if i != last && (consumed || expired) && s.LastKeyed != 0 {
+			carry = append(carry, s)
+		}
+	}
+	keysKept := q.carryKeysLocked(carry)
+	for i, s := range q.segs {
+		consumed := s.Records == 0 || s.LastID() < q.persisted
+		expired := s.MaxExpiry != 0 && s.MaxExpiry <= nowMs
+		liveKeys := s.LastKeyed != 0 && s.LastKeyed+q.window() > nowMs
+		if i == last || (!consumed && !expired) || (liveKeys && !keysKept) {
 			keep = append(keep, s)
 			continue
 		}

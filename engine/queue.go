@@ -22,6 +22,7 @@ type batch struct {
 	recs  []segment.Record
 	bytes int64
 	sync  bool // some producer asked for ?sync=1
+	keyed bool // some record has an idempotency key
 	done  chan struct{}
 	err   error // set before done is closed
 	first uint64
@@ -70,6 +71,8 @@ type queue struct {
 	spare        []segment.Record // a committed batch's slice, reused by the next
 	wake         chan struct{}
 	stopped      chan struct{}
+
+	keys map[string]keyEntry // idempotency keys (dedup.go), under mu
 
 	enqueued, dequeued, expired atomic.Uint64
 }
@@ -200,6 +203,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		q.hwm = q.nextID
 	}
 
+	q.loadKeys()
 	if readID == 0 {
 		readID = q.segs[0].Base
 	}
@@ -222,6 +226,9 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 
 // enqueue adds one message to the pending batch and waits for its commit.
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
+	if opts.Key != "" {
+		return q.enqueueKeyed(body, opts)
+	}
 	// The commit loop stamps the enqueue time, once per batch; until then
 	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
 	ttl := ttlMs(opts.TTL)
@@ -236,6 +243,45 @@ func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	b.recs = append(b.recs, segment.Record{ExpiresAt: ttl, Payload: body})
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
+	q.mu.Unlock()
+	if i == 0 {
+		q.kick()
+	}
+	<-b.done
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.first + uint64(i), nil
+}
+
+// enqueueKeyed is enqueue with an idempotency key: a key taken within the
+// window, committed or still pending, answers its id with ErrDuplicate and
+// stores nothing.
+func (q *queue) enqueueKeyed(body []byte, opts EnqueueOptions) (uint64, error) {
+	size := recordSize(body) + int64(1+len(opts.Key))
+	q.mu.Lock()
+	if e, ok := q.keyedLocked(opts.Key); ok {
+		q.mu.Unlock()
+		if e.b == nil {
+			return e.id, ErrDuplicate
+		}
+		<-e.b.done
+		if e.b.err != nil {
+			return 0, e.b.err
+		}
+		return e.b.first + uint64(e.i), ErrDuplicate
+	}
+	if err := q.admitLocked(1, size); err != nil {
+		q.mu.Unlock()
+		return 0, err
+	}
+	b := q.pend
+	i := len(b.recs)
+	b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(opts.TTL), Key: []byte(opts.Key), Payload: body})
+	b.bytes += size
+	b.sync = b.sync || opts.Sync
+	b.keyed = true
+	q.keys[opts.Key] = keyEntry{b: b, i: i}
 	q.mu.Unlock()
 	if i == 0 {
 		q.kick()

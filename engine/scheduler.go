@@ -141,6 +141,9 @@ func (q *queue) commitBatch(b *batch) {
 	q.segBytes += grown
 	q.committed = last
 	q.depth += int64(len(b.recs))
+	if b.keyed {
+		q.commitKeysLocked(b)
+	}
 	q.tail.push(b.recs)
 	q.tail.dropBefore(q.readID)
 	close(q.notify) // wake long polls: one close for the whole batch
@@ -294,6 +297,9 @@ func (q *queue) failBatch(b *batch, err error) {
 	q.e.opts.Metrics.IncWriteError()
 	q.log.ErrorContext(RepeatingLog, "group commit failed; batch not acknowledged", "messages", len(b.recs), "err", err)
 	b.err = classify(err)
+	if b.keyed {
+		q.dropPendingKeys(b)
+	}
 	close(b.done)
 }
 

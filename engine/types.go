@@ -27,6 +27,10 @@ var (
 	ErrWrite = errors.New("engine: write failed")
 	// ErrUnavailable: the queue could not be recovered at start (see the log).
 	ErrUnavailable = errors.New("engine: queue unavailable")
+	// ErrDuplicate: the idempotency key was used within DedupWindow; the
+	// id returned with it is the original message's, and nothing was
+	// stored.
+	ErrDuplicate = errors.New("engine: duplicate idempotency key")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("engine: data directory locked")
 )
@@ -92,6 +96,8 @@ type Options struct {
 	MaxDiskBytes int64
 	// MaxQueueDepth caps the unconsumed messages of each queue (0 = no cap).
 	MaxQueueDepth int64
+	// DedupWindow is how long an idempotency key is remembered (default 5m).
+	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
 	CompactInterval time.Duration
 	// Logger receives the engine's logs (default slog.Default()).
@@ -112,6 +118,9 @@ func (o *Options) setDefaults() {
 	if o.SegmentAge <= 0 {
 		o.SegmentAge = 10 * time.Minute
 	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = 5 * time.Minute
+	}
 	if o.CompactInterval <= 0 {
 		o.CompactInterval = time.Second
 	}
@@ -129,6 +138,9 @@ type EnqueueOptions struct {
 	TTL time.Duration
 	// Sync acknowledges only after fsync, whatever the engine's mode.
 	Sync bool
+	// Key is an idempotency key (1..128 bytes; "" for none): a repeat
+	// within DedupWindow returns the original id with ErrDuplicate.
+	Key string
 }
 
 // BatchMessage is one message of EnqueueBatch.

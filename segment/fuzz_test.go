@@ -36,6 +36,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, HeaderSize))
 	f.Add(AppendRecord(nil, &Record{ID: 7, EnqueuedAt: 1, More: true, Payload: []byte("more")}))
+	f.Add(AppendRecord(nil, &Record{ID: 8, EnqueuedAt: 1, Key: []byte("k-1"), Payload: []byte("keyed")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := DecodeRecord(b)
 		if err != nil {

@@ -44,6 +44,11 @@ const (
 	// moreFlag in the version byte marks a record that its atomic batch
 	// continues after (Record.More).
 	moreFlag = 0x80
+	// keyFlag in the version byte marks a record with an idempotency key:
+	// one length byte and the key follow the header, before the payload.
+	keyFlag = 0x40
+	// MaxKeyLen is the longest idempotency key a record holds.
+	MaxKeyLen = 128
 	// NeverExpires is the MaxExpiry of a segment holding a record without TTL.
 	NeverExpires = math.MaxInt64
 )
@@ -61,12 +66,20 @@ type Record struct {
 	// More, is there too. Scan treats a segment that ends in the middle of
 	// such a batch as torn there, so that a crash during the write never
 	// leaves part of a batch behind.
-	More    bool
+	More bool
+	// Key is the message's idempotency key (Idempotency-Key), 0 to
+	// MaxKeyLen bytes; empty for none. It aliases the decoded buffer too.
+	Key     []byte
 	Payload []byte
 }
 
 // EncodedSize is the size of r's entry, without tidwall's length prefix.
-func (r *Record) EncodedSize() int { return HeaderSize + len(r.Payload) }
+func (r *Record) EncodedSize() int {
+	if len(r.Key) > 0 {
+		return HeaderSize + 1 + len(r.Key) + len(r.Payload)
+	}
+	return HeaderSize + len(r.Payload)
+}
 
 // AppendRecord appends the encoding of r to dst and returns the result.
 func AppendRecord(dst []byte, r *Record) []byte {
@@ -75,10 +88,17 @@ func AppendRecord(dst []byte, r *Record) []byte {
 	if r.More {
 		v |= moreFlag
 	}
+	if len(r.Key) > 0 {
+		v |= keyFlag
+	}
 	dst = append(dst, 0, 0, 0, 0, v)
 	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.EnqueuedAt))
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.ExpiresAt))
+	if len(r.Key) > 0 {
+		dst = append(dst, byte(len(r.Key)))
+		dst = append(dst, r.Key...)
+	}
 	dst = append(dst, r.Payload...)
 	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
 	return dst
@@ -93,16 +113,24 @@ func DecodeRecord(b []byte) (Record, error) {
 	if got, want := crc32.Checksum(b[4:], castagnoli), binary.LittleEndian.Uint32(b); got != want {
 		return Record{}, fmt.Errorf("%w: crc32c %08x, stored %08x", ErrCorrupt, got, want)
 	}
-	if b[4]&^moreFlag != version {
-		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4]&^moreFlag)
+	if b[4]&^(moreFlag|keyFlag) != version {
+		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4]&^(moreFlag|keyFlag))
 	}
-	return Record{
+	rec := Record{
 		ID:         binary.LittleEndian.Uint64(b[5:]),
 		EnqueuedAt: int64(binary.LittleEndian.Uint64(b[13:])),
 		ExpiresAt:  int64(binary.LittleEndian.Uint64(b[21:])),
 		More:       b[4]&moreFlag != 0,
 		Payload:    b[HeaderSize:],
-	}, nil
+	}
+	if b[4]&keyFlag != 0 {
+		p := rec.Payload
+		if len(p) == 0 || p[0] == 0 || int(p[0]) > MaxKeyLen || len(p) < 1+int(p[0]) {
+			return Record{}, fmt.Errorf("%w: bad idempotency key length", ErrCorrupt)
+		}
+		rec.Key, rec.Payload = p[1:1+int(p[0])], p[1+int(p[0]):]
+	}
+	return rec, nil
 }
 
 // Expired reports whether r has expired at nowMs.

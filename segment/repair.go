@@ -25,6 +25,10 @@ type Summary struct {
 	// first and last good records, 0 when it has none.
 	FirstEnqueued int64 `json:"first_enqueued"`
 	LastEnqueued  int64 `json:"last_enqueued"`
+	// LastKeyed is the enqueue time (unix ms) of its last good record with
+	// an idempotency key, 0 when it has none: the engine keeps the segment
+	// (and finds its keys again at start) until the dedup window after it.
+	LastKeyed int64 `json:"last_keyed,omitempty"`
 }
 
 // LastID returns the id of the last record, Base-1 when the segment is empty.
@@ -41,6 +45,9 @@ func (s *Summary) add(r *Record) {
 		s.FirstEnqueued = r.EnqueuedAt
 	}
 	s.LastEnqueued = r.EnqueuedAt
+	if len(r.Key) > 0 {
+		s.LastKeyed = r.EnqueuedAt
+	}
 }
 
 // ScanResult is what Scan found in one segment.

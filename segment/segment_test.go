@@ -2,8 +2,10 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -94,6 +96,22 @@ func TestRecordRoundTrip(t *testing.T) {
 	in.More = true
 	if out, err := DecodeRecord(AppendRecord(nil, &in)); err != nil || !out.More || out.ID != 42 {
 		t.Fatalf("More lost in a round trip: %+v %v", out, err)
+	}
+	in.Key = []byte("order-17")
+	kb := AppendRecord(nil, &in)
+	if len(kb) != in.EncodedSize() {
+		t.Fatalf("keyed record: %d bytes, EncodedSize %d", len(kb), in.EncodedSize())
+	}
+	if out, err := DecodeRecord(kb); err != nil || string(out.Key) != "order-17" || string(out.Payload) != "hello" || !out.More {
+		t.Fatalf("keyed record round trip: %+v %v", out, err)
+	}
+	for _, bad := range []byte{0, MaxKeyLen + 1, 200} {
+		c := bytes.Clone(kb)
+		c[HeaderSize] = bad
+		binary.LittleEndian.PutUint32(c, crc32.Checksum(c[4:], castagnoli))
+		if _, err := DecodeRecord(c); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("key length %d accepted", bad)
+		}
 	}
 	for i := range b {
 		c := bytes.Clone(b)

@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+// Idempotency keys (Idempotency-Key on a POST). A key is stored in its
+// message's record (segment.Record.Key), so the key and the message reach
+// the disk in the same write: a crash never keeps one without the other.
+// Each queue keeps an index of the keys it took within DedupWindow; a
+// repeat within the window answers the original id (ErrDuplicate) and
+// stores nothing. At start the index is rebuilt from the records of the
+// segments with keys younger than the window (Summary.LastKeyed), and from
+// the keys file, which holds the keys whose segments were deleted (consumed
+// or expired) while still inside the window: the messages leave the disk
+// on time, their keys stay for the window.
+
+// keysName is the keys file of a queue: a JSON snapshot of carried keys.
+const keysName = "keys"
+
+// keyEntry is one key of the index: committed (b nil) with its id and
+// enqueue time, or pending in batch b at index i.
+type keyEntry struct {
+	id      uint64
+	at      int64 // unix ms
+	b       *batch
+	i       int
+	carried bool // its segment was deleted; it lives in the keys file
+}
+
+type keysFile struct {
+	Keys []keyRecord `json:"keys"`
+}
+
+type keyRecord struct {
+	Key string `json:"key"`
+	ID  uint64 `json:"id"`
+	At  int64  `json:"at"`
+}
+
+func (q *queue) window() int64 { return q.e.opts.DedupWindow.Milliseconds() }
+
+// loadKeys rebuilds the index at open: the keys file, then every keyed
+// record of the segments whose last key is inside the window. A file that
+// cannot be read costs its keys' de-duplication, not the queue.
+func (q *queue) loadKeys() {
+	q.keys = map[string]keyEntry{}
+	now := q.nowMs()
+	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
+		var f keysFile
+		if err := json.Unmarshal(data, &f); err != nil {
+			q.log.Error("keys file unreadable; the idempotency keys of deleted segments are forgotten", "err", err)
+		}
+		for _, k := range f.Keys {
+			if k.At+q.window() > now {
+				q.keys[k.Key] = keyEntry{id: k.ID, at: k.At, carried: true}
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		q.log.Error("keys file unreadable; the idempotency keys of deleted segments are forgotten", "err", err)
+	}
+	for _, s := range q.segs {
+		if s.LastKeyed == 0 || s.LastKeyed+q.window() <= now || s.Records == 0 {
+			continue
+		}
+		if err := q.scanKeys(s, now); err != nil {
+			q.log.Error("reading idempotency keys of a segment failed; its keys are forgotten",
+				"segment", segment.Name(s.Base), "err", err)
+		}
+	}
+}
+
+// scanKeys adds the keyed records of one segment (up to its committed
+// bytes) that are inside the window.
+func (q *queue) scanKeys(s segment.Summary, now int64) error {
+	r, err := segment.OpenReader(q.dir, s.Base)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	r.SetLimit(s.Bytes)
+	for {
+		rec, err := r.Next()
+		var ce *segment.CorruptionError
+		switch {
+		case err == nil:
+			if len(rec.Key) > 0 && rec.EnqueuedAt+q.window() > now {
+				q.keys[string(rec.Key)] = keyEntry{id: rec.ID, at: rec.EnqueuedAt}
+			}
+			continue
+		case errors.As(err, &ce) && !ce.Framing:
+			continue // reported by the scan at open and by readers
+		case errors.As(err, &ce), errors.Is(err, io.EOF):
+			return nil
+		}
+		return err
+	}
+}
+
+// keyedLocked looks key up: the id of a committed key inside the window, or
+// the batch and index of a pending one. The caller holds q.mu.
+func (q *queue) keyedLocked(key string) (e keyEntry, ok bool) {
+	e, ok = q.keys[key]
+	if ok && e.b == nil && e.at+q.window() <= q.nowMs() {
+		return keyEntry{}, false
+	}
+	return e, ok
+}
+
+// commitKeysLocked marks the keys of a committed batch; the caller holds
+// q.mu.
+func (q *queue) commitKeysLocked(b *batch) {
+	for i := range b.recs {
+		if r := &b.recs[i]; len(r.Key) > 0 {
+			q.keys[string(r.Key)] = keyEntry{id: r.ID, at: r.EnqueuedAt}
+		}
+	}
+}
+
+// dropPendingKeys forgets the keys of a failed batch, so that a retry is
+// stored.
+func (q *queue) dropPendingKeys(b *batch) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range b.recs {
+		if r := &b.recs[i]; len(r.Key) > 0 {
+			if e := q.keys[string(r.Key)]; e.b == b {
+				delete(q.keys, string(r.Key))
+			}
+		}
+	}
+}
+
+// carryKeysLocked is called by the compactor before it deletes segments:
+// the keys of those segments still inside the window join the keys file,
+// which is rewritten with every carried key that is still live, and stale
+// keys leave the index. The caller holds q.mu. It reports whether the
+// segments may go (the file is written, or there was nothing to carry).
+func (q *queue) carryKeysLocked(doomed []segment.Summary) bool {
+	now := q.nowMs()
+	for k, e := range q.keys {
+		if e.b == nil && e.at+q.window() <= now {
+			delete(q.keys, k)
+		}
+	}
+	need := false
+	for _, s := range doomed {
+		if s.LastKeyed != 0 && s.LastKeyed+q.window() > now {
+			need = true
+		}
+	}
+	if !need {
+		return true
+	}
+	var f keysFile
+	for k, e := range q.keys {
+		if e.b != nil {
+			continue
+		}
+		inDoomed := false
+		for _, s := range doomed {
+			if e.id >= s.Base && e.id <= s.LastID() {
+				inDoomed = true
+				break
+			}
+		}
+		if e.carried || inDoomed {
+			f.Keys = append(f.Keys, keyRecord{Key: k, ID: e.id, At: e.at})
+			e.carried = true
+			q.keys[k] = e
+		}
+	}
+	data, err := json.Marshal(&f)
+	if err == nil {
+		err = writeFileAtomic(q.dir, keysName, data)
+	}
+	if err != nil {
+		q.log.ErrorContext(RepeatingLog, "could not keep the idempotency keys of consumed segments; keeping the segments", "err", err)
+		return false
+	}
+	return true
+}
+
+// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
+// rename, directory fsync.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("write %s in %s: %w", name, dir, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		return fmt.Errorf("write %s in %s: %w", name, dir, err)
+	}
+	return segment.SyncDir(dir)
+}

@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+func enqKey(t *testing.T, e *Engine, key, body string) (uint64, bool) {
+	t.Helper()
+	id, err := e.Enqueue(context.Background(), "q", []byte(body), EnqueueOptions{Key: key})
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		return id, true
+	case err != nil:
+		t.Fatalf("Enqueue(key %q): %v", key, err)
+	}
+	return id, false
+}
+
+// A repeated key answers the original id and stores nothing, also when
+// the repeats race the first.
+func TestIdempotencyKeyDeduplicates(t *testing.T) {
+	e := openT(t, Options{Dir: t.TempDir()})
+	id, dup := enqKey(t, e, "order-1", "first")
+	if dup {
+		t.Fatal("first use of a key reported a duplicate")
+	}
+	if again, dup := enqKey(t, e, "order-1", "second"); !dup || again != id {
+		t.Fatalf("repeat: id %d dup %v, want %d true", again, dup, id)
+	}
+	if other, dup := enqKey(t, e, "order-2", "x"); dup || other == id {
+		t.Fatalf("another key: id %d dup %v", other, dup)
+	}
+	var wg sync.WaitGroup
+	ids := make([]uint64, 20)
+	dups := make([]bool, 20)
+	for g := range ids {
+		wg.Go(func() { ids[g], dups[g] = enqKey(t, e, "race", fmt.Sprint(g)) })
+	}
+	wg.Wait()
+	stored := 0
+	for g := range ids {
+		if ids[g] != ids[0] {
+			t.Fatalf("racing repeats got ids %v", ids)
+		}
+		if !dups[g] {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("%d of 20 racing POSTs with one key were stored, want 1", stored)
+	}
+	if st, _ := e.Stats("q"); st.Depth != 3 {
+		t.Fatalf("depth %d, want 3 (first, order-2, race)", st.Depth)
+	}
+	if m, _ := deq(t, e, "q"); string(m.Body) != "first" || m.ID != id {
+		t.Fatalf("dequeued %q id %d, want the first body", m.Body, m.ID)
+	}
+}
+
+// Keys survive a restart, from the segment and, once the segment is
+// consumed and deleted, from the keys file; after the window they are
+// forgotten and the key stores again.
+func TestIdempotencyKeySurvivesRestartAndDeletion(t *testing.T) {
+	dir := t.TempDir()
+	clk := newClock()
+	opts := Options{Dir: dir, Now: clk.Now, SegmentBytes: 256, CompactInterval: 5 * time.Millisecond, DedupWindow: time.Minute}
+	e := openT(t, opts)
+	id, _ := enqKey(t, e, "k1", "keyed message")
+	for i := range 10 {
+		enq(t, e, "q", fmt.Sprintf("filler-%02d-%s", i, "xxxxxxxxxxxxxxxxxxxx"), EnqueueOptions{})
+	}
+	e.Close()
+
+	e = openT(t, opts)
+	if again, dup := enqKey(t, e, "k1", "retry after restart"); !dup || again != id {
+		t.Fatalf("after restart (key in its segment): id %d dup %v, want %d true", again, dup, id)
+	}
+	// Consume everything, so that the key's segment is deleted.
+	for {
+		if _, ok := deq(t, e, "q"); !ok {
+			break
+		}
+	}
+	qdir := filepath.Join(dir, "q")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		bases, _ := segment.List(qdir)
+		if len(bases) > 0 && bases[0] > id {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key's segment was not deleted: segments %v", bases)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(qdir, keysName)); err != nil {
+		t.Fatalf("keys file: %v", err)
+	}
+	e.Close()
+
+	e = openT(t, opts)
+	if again, dup := enqKey(t, e, "k1", "retry after deletion"); !dup || again != id {
+		t.Fatalf("after its segment was deleted: id %d dup %v, want %d true", again, dup, id)
+	}
+	e.Close()
+
+	clk.Advance(61 * time.Second)
+	e = openT(t, opts)
+	if again, dup := enqKey(t, e, "k1", "after the window"); dup || again == id {
+		t.Fatalf("after the window: id %d dup %v, want a new message", again, dup)
+	}
+}
