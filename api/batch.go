@@ -26,6 +26,8 @@ const (
 	// a batch GET takes (it stops once they reach it; one message is always
 	// taken, so a response may pass it by one message).
 	MaxBatchBytes = 10 << 20
+	// MaxIdempotencyKey is the longest Idempotency-Key, in bytes.
+	MaxIdempotencyKey = 128
 	// MaxDelaySeconds is the largest delay a message may ask for.
 	MaxDelaySeconds = 604800
 )
@@ -53,6 +55,10 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 		return
 	}
 	if !s.refuseUnbuilt(c, q) {
+		return
+	}
+	if _, ok := c.Request.Header["Idempotency-Key"]; ok {
+		notImplemented(c, "idempotency keys on batches are not built yet (they are on single POSTs); nothing was stored")
 		return
 	}
 	if q.Has("ttl") || q.Has("delay") {

@@ -268,7 +268,7 @@ func TestBatchAllOrNothingAtDepthCap(t *testing.T) {
 	ts.postBatch("/api/queue/full/batch", `{"messages":[{"body":"c"},{"body":"d"}]}`)
 }
 
-// Leases, delays and idempotency keys are not built yet: asking for them is
+// Leases, delays and idempotency keys on batches are not built yet: asking for them is
 // answered 501 NOT_IMPLEMENTED and changes nothing, instead of being
 // ignored (a "leased" GET that really popped would lose the message when
 // the consumer dies).
@@ -283,7 +283,6 @@ func TestUnbuiltFeaturesAreRefused(t *testing.T) {
 		{"lease on default queue", "GET", "/api/queue?lease=30", "", nil},
 		{"lease batch GET", "GET", "/api/queue/u/batch?max=5&lease=30", "", nil},
 		{"delay POST", "POST", "/api/queue/u?delay=5", "x", nil},
-		{"idempotency key", "POST", "/api/queue/u", "x", []string{"Idempotency-Key", "order-1"}},
 		{"idempotency key on batch", "POST", "/api/queue/u/batch", `{"messages":[{"body":"x"}]}`, []string{"Idempotency-Key", "order-1"}},
 		{"ack", "POST", "/api/queue/u/ack", "", []string{"X-Receipt", "r"}},
 		{"nack", "POST", "/api/queue/u/nack?delay=1", "", []string{"X-Receipt", "r"}},
@@ -314,5 +313,48 @@ func TestUnbuiltFeaturesAreRefused(t *testing.T) {
 	ts.post("/api/queue/u?delay=0", "no delay is fine")
 	if r := ts.do("GET", "/api/queue/u", nil); string(r.body) != "keep" {
 		t.Fatalf("GET = %q, want the untouched first message", r.body)
+	}
+}
+
+// An Idempotency-Key makes a retried POST answer 200 with the original id
+// and store nothing; a bad key is a 400 that stores nothing either.
+func TestIdempotencyKeyOverHTTP(t *testing.T) {
+	ts := start(t)
+	post := func(body string, hdr ...string) response {
+		return ts.do("POST", "/api/queue/idem", strings.NewReader(body), hdr...)
+	}
+	r := post("charge 10 EUR", "Idempotency-Key", "order-7")
+	if r.status != http.StatusCreated {
+		t.Fatalf("first POST = %d %s", r.status, r.body)
+	}
+	id := r.header.Get("X-Message-Id")
+	again := post("charge 10 EUR (retry)", "Idempotency-Key", "order-7")
+	if again.status != http.StatusOK || again.header.Get("X-Message-Id") != id || string(again.body) != string(r.body) {
+		t.Fatalf("retry = %d id %s %s, want 200 with id %s and the same body %s", again.status, again.header.Get("X-Message-Id"), again.body, id, r.body)
+	}
+	if other := post("another", "Idempotency-Key", "order-8"); other.status != http.StatusCreated || other.header.Get("X-Message-Id") == id {
+		t.Fatalf("another key = %d id %s", other.status, other.header.Get("X-Message-Id"))
+	}
+	for _, bad := range [][]string{
+		{"Idempotency-Key", strings.Repeat("k", 129)},
+		{"Idempotency-Key", "tab\there"},
+		{"Idempotency-Key", "ünï"},
+	} {
+		if r := post("x", bad...); r.status != 400 || r.errBody(t).Error != api.CodeInvalidKey {
+			t.Errorf("key %q = %d %s, want 400 %s", bad[1], r.status, r.body, api.CodeInvalidKey)
+		}
+	}
+	// An empty header value and a repeated header are refused too.
+	if r := ts.raw("POST /api/queue/idem HTTP/1.1\r\nHost: x\r\nIdempotency-Key:\r\nContent-Length: 1\r\n\r\nx"); r.status != 400 {
+		t.Errorf("empty key = %d %s, want 400", r.status, r.body)
+	}
+	if r := ts.raw("POST /api/queue/idem HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Length: 1\r\n\r\nx"); r.status != 400 {
+		t.Errorf("two keys = %d %s, want 400", r.status, r.body)
+	}
+	if st, _ := ts.eng.Stats("idem"); st.Depth != 2 {
+		t.Fatalf("depth %d, want 2 (order-7 once, order-8)", st.Depth)
+	}
+	if r := ts.do("GET", "/api/queue/idem", nil); string(r.body) != "charge 10 EUR" {
+		t.Fatalf("GET = %q, want the first body", r.body)
 	}
 }

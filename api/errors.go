@@ -34,6 +34,7 @@ const (
 	CodeInvalidMax       = "INVALID_MAX"
 	CodeInvalidBatch     = "INVALID_BATCH"
 	CodeBatchTooLarge    = "BATCH_TOO_LARGE"
+	CodeInvalidKey       = "INVALID_IDEMPOTENCY_KEY"
 	// CodeNotImplemented answers a part of the SPEC that is not built yet
 	// (leases, delays, idempotency keys), rather than ignoring it.
 	CodeNotImplemented = "NOT_IMPLEMENTED"

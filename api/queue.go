@@ -126,14 +126,23 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !s.refuseUnbuilt(c, q) {
 		return
 	}
+	key, ok := idempotencyKey(c)
+	if !ok {
+		return
+	}
 	body, ok := s.readBody(c)
 	if !ok {
 		return
 	}
+	status := http.StatusCreated
 	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
 		TTL:  time.Duration(ttl) * time.Second,
 		Sync: sync,
+		Key:  key,
 	})
+	if errors.Is(err, engine.ErrDuplicate) {
+		status, err = http.StatusOK, nil // the original's id; nothing stored
+	}
 	if err != nil {
 		s.engineError(c, "enqueue", name, err)
 		return
@@ -157,7 +166,7 @@ func (s *Server) enqueue(c *gin.Context) {
 	h := c.Writer.Header()
 	h["X-Message-Id"] = []string{resp[idAt:idEnd]}
 	h["Content-Type"] = hdrJSON
-	c.Writer.WriteHeader(http.StatusCreated)
+	c.Writer.WriteHeader(status)
 	_, _ = c.Writer.WriteString(resp)
 }
 
@@ -211,20 +220,34 @@ func (s *Server) pollContext(c *gin.Context, wait uint64) (ctx context.Context, 
 }
 
 // refuseUnbuilt answers 501 NOT_IMPLEMENTED to a request that asks for a
-// lease or sends an Idempotency-Key: those parts of the SPEC are not built
-// yet, and serving the request without them would break what the client
-// relies on (a lease's redelivery, a key's de-duplication). It reports
+// lease: that part of the SPEC is not built yet, and a GET served without
+// it would pop for good what the client expects to come back. It reports
 // whether the request may go on.
 func (s *Server) refuseUnbuilt(c *gin.Context, q url.Values) bool {
 	if q.Has("lease") {
 		notImplemented(c, "leases are not built yet; nothing was popped (a plain GET pops for good)")
 		return false
 	}
-	if _, ok := c.Request.Header["Idempotency-Key"]; ok {
-		notImplemented(c, "idempotency keys are not built yet; nothing was stored")
-		return false
-	}
 	return true
+}
+
+// idempotencyKey returns the request's Idempotency-Key ("" when absent),
+// or answers 400 INVALID_IDEMPOTENCY_KEY: 1..128 printable ASCII bytes.
+func idempotencyKey(c *gin.Context) (string, bool) {
+	vs, ok := c.Request.Header["Idempotency-Key"]
+	if !ok {
+		return "", true
+	}
+	k := vs[0]
+	valid := len(vs) == 1 && len(k) >= 1 && len(k) <= MaxIdempotencyKey
+	for i := 0; valid && i < len(k); i++ {
+		valid = k[i] >= 0x20 && k[i] <= 0x7e
+	}
+	if !valid {
+		abortError(c, http.StatusBadRequest, CodeInvalidKey, "Idempotency-Key must be one header of 1 to 128 printable ASCII characters")
+		return "", false
+	}
+	return k, true
 }
 
 // setMessageHeaders sets X-Message-Id, X-Enqueued-At, X-Expires-At (with a

@@ -326,6 +326,9 @@ type recordEvent struct {
 	// BatchContinues: the record's atomic batch (a batch POST) goes on
 	// after it (segment.Record.More).
 	BatchContinues bool `json:"batch_continues,omitempty"`
+	// IdempotencyKey is the Idempotency-Key the message was POSTed with
+	// (printable ASCII by the API's check; shown escaped like a preview).
+	IdempotencyKey *string `json:"idempotency_key,omitempty"`
 }
 
 type storedHeader struct {
@@ -824,6 +827,10 @@ func (d *dumper) recordEvent(queue string, base uint64, off int64, rec *segment.
 		ExpiresAt: expiry(rec.ExpiresAt), ExpiresAtMs: rec.ExpiresAt,
 		Size: len(rec.Payload), CRC: "ok", BatchContinues: rec.More,
 	}
+	if len(rec.Key) > 0 {
+		k := escape(rec.Key)
+		ev.IdempotencyKey = &k
+	}
 	ev.Preview, ev.MoreBytes = preview(rec.Payload)
 	if d.opts.payload {
 		b := base64.StdEncoding.EncodeToString(rec.Payload)
@@ -843,6 +850,9 @@ func addToSummary(s *segment.Summary, r *segment.Record) {
 		s.FirstEnqueued = r.EnqueuedAt
 	}
 	s.LastEnqueued = r.EnqueuedAt
+	if len(r.Key) > 0 {
+		s.LastKeyed = r.EnqueuedAt
+	}
 }
 
 // checkMeta compares a segment's meta file with what the dump read.
@@ -870,6 +880,7 @@ func checkMeta(dir string, base uint64, got *segment.Summary) (state, detail str
 	diff("max_expiry", m.MaxExpiry, got.MaxExpiry)
 	diff("first_enqueued", m.FirstEnqueued, got.FirstEnqueued)
 	diff("last_enqueued", m.LastEnqueued, got.LastEnqueued)
+	diff("last_keyed", m.LastKeyed, got.LastKeyed)
 	if len(diffs) > 0 {
 		return "disagrees", strings.Join(diffs, ", ")
 	}
@@ -1063,6 +1074,9 @@ func (d *dumper) emitText(ev any) {
 			e.Offset, e.ID, e.EnqueuedAt, orDash(e.ExpiresAt), e.Size, e.Preview)
 		if e.MoreBytes > 0 {
 			fmt.Fprintf(&b, " +%d bytes", e.MoreBytes)
+		}
+		if e.IdempotencyKey != nil {
+			fmt.Fprintf(&b, " key=\"%s\"", *e.IdempotencyKey)
 		}
 		b.WriteByte('\n')
 	case *corruptEvent:

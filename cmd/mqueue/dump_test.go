@@ -1000,3 +1000,37 @@ func TestDumpPartialAtomicBatch(t *testing.T) {
 		t.Errorf("segment line does not say torn at %d:\n%s", batchAt, out)
 	}
 }
+
+// A message POSTed with an Idempotency-Key shows its key, and the segment's
+// meta (with the time of its last key) agrees with what the dump read.
+func TestDumpIdempotencyKey(t *testing.T) {
+	data := t.TempDir()
+	e, err := engine.Open(engine.Options{Dir: data, SegmentBytes: 200, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.Enqueue(ctx, "orders", []byte("keyed"), engine.EnqueueOptions{Key: "order-42"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 { // rotate, so the keyed segment is sealed with a meta
+		if _, err := e.Enqueue(ctx, "orders", []byte(fmt.Sprintf("plain message %d ......................", i)), engine.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Close()
+	code, out, errOut := dumpOut(t, "--data", data, "--verify")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out, `preview="keyed" key="order-42"`) {
+		t.Errorf("key not shown:\n%s", out)
+	}
+	if strings.Contains(out, "meta=disagrees") || !strings.Contains(out, "meta=agrees") {
+		t.Errorf("a sealed segment's meta does not agree with the dump:\n%s", out)
+	}
+	_, jsonOut, _ := dumpOut(t, "--data", data, "--json")
+	if !strings.Contains(jsonOut, `"idempotency_key":"order-42"`) {
+		t.Errorf("JSON lacks the key:\n%s", jsonOut)
+	}
+}

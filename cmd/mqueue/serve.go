@@ -119,7 +119,7 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&cfg.pprof, "pprof", "", "listen `address` for net/http/pprof on its own listener (e.g. 127.0.0.1:6060); empty = off")
 	fs.Int64Var(&cfg.maxDeliveries, "max-deliveries", 0, "deliveries before a message moves to {queue}.dlq, 0 = no limit; used by leases, a later feature")
-	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered; used by idempotency, a later feature")
+	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered (at least 1s); a repeat within it answers 200 with the original id")
 	return fs
 }
 
@@ -186,6 +186,9 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 		if p.v < 0 {
 			return fmt.Errorf("invalid --%s: must not be negative", p.name)
 		}
+	}
+	if cfg.dedupWindow < time.Second {
+		return errors.New("invalid --dedup-window: must be at least 1s")
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
@@ -339,6 +342,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		SegmentAge:    cfg.segmentAge,
 		MaxDiskBytes:  cfg.maxDiskBytes,
 		MaxQueueDepth: cfg.maxQueueDepth,
+		DedupWindow:   cfg.dedupWindow,
 		Logger:        log,
 		Metrics:       engMetrics,
 	})
