@@ -60,6 +60,10 @@ const (
 	// crashBatchProducers of the producers POST batches of 2..64 messages
 	// (all or nothing, also across a kill).
 	crashBatchProducers = 2
+	// crashKeyedProducers of the producers send an Idempotency-Key; a POST
+	// of theirs that the kill left unanswered is sent again with the same
+	// key after the restart, and must not be stored twice.
+	crashKeyedProducers = 2
 	crashConsumers      = 4
 	crashDrainers       = 8
 	crashDefaultRound   = 20
@@ -186,7 +190,7 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 	data := filepath.Join(dir, "data")
 	ledger := newRelLedger()
 	var maxReady time.Duration
-	restartsOK, done := 0, 0
+	restartsOK, done, keyedRetries := 0, 0, 0
 	drained := true
 
 	for life := 0; ; life++ {
@@ -208,7 +212,10 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 		}
 		client := relClient(t)
 		w := &relWorkers{life: life, base: s.base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread,
-			batchProducers: crashBatchProducers}
+			batchProducers: crashBatchProducers, keyedProducers: crashKeyedProducers}
+		if life > 0 {
+			keyedRetries += w.retryKeyed()
+		}
 		if life > 0 && !crashDrain(t, w) {
 			// The ledger is still checked for what it can tell.
 			drained = false
@@ -250,10 +257,10 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 		t.Logf("warnings and errors the server logged (all lives):\n%s", crashLogDigest(dir))
 		crashKeep(t, dir)
 	}
-	t.Logf("fsync=%s: rounds=%d acked=%d popped=%d acked-lost=%d popped-twice=%d recovered-unacked=%d restarts-ok=%d/%d max-time-to-ready=%v (unknown-outcome POSTs=%d, GETs cut by the kill=%d, acked bodies they took=%d; batches=%d, unanswered=%d, of those back whole=%d, partial repairs logged=%d) in %v",
+	t.Logf("fsync=%s: rounds=%d acked=%d popped=%d acked-lost=%d popped-twice=%d recovered-unacked=%d restarts-ok=%d/%d max-time-to-ready=%v (unknown-outcome POSTs=%d, GETs cut by the kill=%d, acked bodies they took=%d; batches=%d, unanswered=%d, of those back whole=%d, partial repairs logged=%d; keyed retries=%d, answered 200 with the earlier id=%d) in %v",
 		mode, done, c.acked, c.popped, c.lost, c.poppedTwice, c.recoveredUnacked, restartsOK, done, maxReady.Round(time.Millisecond),
 		c.unknownPosts, c.cutGets, c.cutTaken, c.batches, c.batchesUnknown, c.batchesRecovered,
-		crashLogCount(dir, "atomic batch cut short"), time.Since(began).Round(time.Millisecond))
+		crashLogCount(dir, "atomic batch cut short"), keyedRetries, c.duplicates, time.Since(began).Round(time.Millisecond))
 	if done == 0 {
 		t.Errorf("no round ran")
 	}

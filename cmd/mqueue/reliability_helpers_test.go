@@ -467,6 +467,7 @@ type relLedger struct {
 	mu         sync.Mutex
 	posts      map[string]*relPost
 	batches    []relBatch
+	retries    []string // keyed POSTs without an answer, to send again
 	pops       map[string][]relPop
 	byID       map[uint64]string
 	cutGets    []relCutGet
@@ -532,6 +533,20 @@ func (l *relLedger) post(key string, p *relPost) {
 			l.violateLocked("popped id differs from acked id", "%q acked as %d, popped as %d", key, p.id, pops[0].id)
 		}
 	}
+}
+
+func (l *relLedger) retryLater(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.retries = append(l.retries, key)
+}
+
+func (l *relLedger) takeRetries() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.retries
+	l.retries = nil
+	return r
 }
 
 func (l *relLedger) batch(b relBatch) {
@@ -631,8 +646,9 @@ type relWorkers struct {
 	firing atomic.Bool
 	// spread is the body size spread (relSpread when 0).
 	spread int
-	// batchProducers of the producers POST batches (produceBatch).
-	batchProducers int
+	// batchProducers of the producers POST batches (produceBatch), the
+	// next keyedProducers single messages with an Idempotency-Key.
+	batchProducers, keyedProducers int
 	// longPollLast makes the last consumer of run poll with ?wait=1.
 	longPollLast bool
 	// tolerate lists statuses that are not violations even before cut.
@@ -696,9 +712,23 @@ func (w *relWorkers) url() string { return w.base + "/api/queue/" + w.queue }
 // produceOne POSTs one body with a fresh key and records the outcome. It
 // returns the status (0 for no answer).
 func (w *relWorkers) produceOne(prefix string) int {
-	key := fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
+	return w.postOne(fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1)), prefix, false)
+}
+
+// postOne POSTs the body of key, with key as its Idempotency-Key when
+// keyed, and records the outcome; a keyed POST without an answer is
+// queued for a retry with the same key after the restart (retryKeyed).
+func (w *relWorkers) postOne(key, prefix string, keyed bool) int {
 	rec := &relPost{life: w.life}
-	resp, err := w.client.Post(w.url(), "application/octet-stream", bytes.NewReader(relBody(key, w.bodySpread())))
+	req, err := http.NewRequest(http.MethodPost, w.url(), bytes.NewReader(relBody(key, w.bodySpread())))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if keyed {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := w.client.Do(req)
 	var body []byte
 	if err == nil {
 		body, err = io.ReadAll(resp.Body)
@@ -713,15 +743,20 @@ func (w *relWorkers) produceOne(prefix string) int {
 		if !w.failureExpected() {
 			w.ledger.violate("request failed while the server ran", "life %d POST %s: %v", w.life, key, err)
 		}
-	case resp.StatusCode == http.StatusCreated:
+	case resp.StatusCode == http.StatusCreated || (keyed && resp.StatusCode == http.StatusOK):
+		if resp.StatusCode == http.StatusOK {
+			w.ledger.status("POST keyed 200 (duplicate)")
+		}
 		id, perr := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
 		if perr != nil || !bytes.Contains(body, []byte(`"id":`+strconv.FormatUint(id, 10)+`}`)) {
 			rec.outcome, rec.what = relUnknown, "201 without a usable id"
 			w.ledger.violate("malformed 201", "life %d POST %s: X-Message-Id %q body %q", w.life, key, resp.Header.Get("X-Message-Id"), body)
 			break
 		}
-		rec.outcome, rec.id, rec.status, rec.what = relAcked, id, 201, "201"
-		w.inOrder("producer", prefix, key, id)
+		rec.outcome, rec.id, rec.status, rec.what = relAcked, id, resp.StatusCode, strconv.Itoa(resp.StatusCode)
+		if resp.StatusCode == http.StatusCreated {
+			w.inOrder("producer", prefix, key, id)
+		}
 		w.acks.Add(1)
 		w.ledger.status("POST 201")
 	default:
@@ -734,9 +769,23 @@ func (w *relWorkers) produceOne(prefix string) int {
 	}
 	w.ledger.post(key, rec)
 	if err != nil {
+		if keyed {
+			w.ledger.retryLater(key)
+		}
 		return 0
 	}
 	return resp.StatusCode
+}
+
+// retryKeyed POSTs again, with the same key, every keyed POST that got no
+// answer in an earlier life: one stored before the kill must be answered
+// 200 with its id and not stored twice; one that was not, 201.
+func (w *relWorkers) retryKeyed() (retried int) {
+	for _, key := range w.ledger.takeRetries() {
+		retried++
+		w.postOne(key, "retry", true)
+	}
+	return retried
 }
 
 // produceBatch POSTs n bodies with fresh keys as one batch and records
@@ -834,9 +883,13 @@ func (w *relWorkers) produce(p int) {
 			continue
 		}
 		var status int
-		if p < w.batchProducers {
+		switch {
+		case p < w.batchProducers:
 			status = w.produceBatch(fmt.Sprintf("b%d", p), 2+(p*7+i*13)%(relMaxBatch-1))
-		} else {
+		case p < w.batchProducers+w.keyedProducers:
+			prefix := fmt.Sprintf("k%d", p)
+			status = w.postOne(fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1)), prefix, true)
+		default:
 			status = w.produceOne(fmt.Sprintf("p%d", p))
 		}
 		if status == 0 && !w.cut.Load() {
@@ -999,6 +1052,8 @@ type relFigures struct {
 	recoveredUnacked                  int // popped although its POST got no answer
 	refusedPopped                     int // popped although its POST was refused
 	cutGets                           int
+	// duplicates: keyed retries answered 200 with the earlier id.
+	duplicates int
 	// batches POSTed; of those without an answer, how many came back
 	// whole after the restart (none may come back in part).
 	batches, batchesUnknown, batchesRecovered int
@@ -1030,6 +1085,7 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 	defer l.mu.Unlock()
 	var f relFigures
 	f.cutGets = len(l.cutGets)
+	f.duplicates = l.statuses["POST keyed 200 (duplicate)"]
 	type span struct{ lo, hi uint64 }
 	acks, popsBy := map[int]*span{}, map[int]*span{}
 	widen := func(m map[int]*span, life int, id uint64) {
@@ -1045,7 +1101,9 @@ func (l *relLedger) check(t testing.TB, o relCheckOpts) relFigures {
 		switch p.outcome {
 		case relAcked:
 			f.acked++
-			widen(acks, p.life, p.id)
+			if p.status != http.StatusOK { // a 200 is a keyed retry's earlier id
+				widen(acks, p.life, p.id)
+			}
 		case relUnknown:
 			f.unknownPosts++
 		case relRefused:
