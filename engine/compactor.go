@@ -38,12 +38,23 @@ func (q *queue) compact() {
 			carry = append(carry, s)
 		}
 	}
-	keysKept := q.carryKeysLocked(carry)
+	keysData, covered := q.keysSnapshotLocked(carry)
+	if keysData != nil {
+		// Written without q.mu (an fsync and a rename), before any of
+		// the covered segments goes.
+		q.mu.Unlock()
+		err := writeFileAtomic(q.dir, keysName, keysData)
+		q.mu.Lock()
+		if err != nil {
+			q.log.ErrorContext(RepeatingLog, "could not keep the idempotency keys of consumed segments; keeping the segments", "err", err)
+			covered = nil
+		}
+	}
 	for i, s := range q.segs {
 		consumed := s.Records == 0 || s.LastID() < q.persisted
 		expired := s.MaxExpiry != 0 && s.MaxExpiry <= nowMs
 		liveKeys := s.LastKeyed != 0 && s.LastKeyed+q.window() > nowMs
-		if i == last || (!consumed && !expired) || (liveKeys && !keysKept) {
+		if i == last || (!consumed && !expired) || (liveKeys && !covered[s.Base]) {
 			keep = append(keep, s)
 			continue
 		}

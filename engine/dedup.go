@@ -138,26 +138,29 @@ func (q *queue) dropPendingKeys(b *batch) {
 	}
 }
 
-// carryKeysLocked is called by the compactor before it deletes segments:
-// the keys of those segments still inside the window join the keys file,
-// which is rewritten with every carried key that is still live, and stale
-// keys leave the index. The caller holds q.mu. It reports whether the
-// segments may go (the file is written, or there was nothing to carry).
-func (q *queue) carryKeysLocked(doomed []segment.Summary) bool {
+// keysSnapshotLocked is called by the compactor before it deletes
+// segments: stale keys leave the index, and when some of doomed hold keys
+// still inside the window it returns the new keys file — every carried key
+// that is still live plus those segments' keys — and the bases it covers.
+// The caller holds q.mu and writes data (writeFileAtomic) without it; only
+// then may the covered segments go.
+func (q *queue) keysSnapshotLocked(doomed []segment.Summary) (data []byte, covered map[uint64]bool) {
 	now := q.nowMs()
 	for k, e := range q.keys {
 		if e.b == nil && e.at+q.window() <= now {
 			delete(q.keys, k)
 		}
 	}
-	need := false
 	for _, s := range doomed {
 		if s.LastKeyed != 0 && s.LastKeyed+q.window() > now {
-			need = true
+			if covered == nil {
+				covered = map[uint64]bool{}
+			}
+			covered[s.Base] = true
 		}
 	}
-	if !need {
-		return true
+	if covered == nil {
+		return nil, nil
 	}
 	var f keysFile
 	for k, e := range q.keys {
@@ -178,14 +181,10 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) bool {
 		}
 	}
 	data, err := json.Marshal(&f)
-	if err == nil {
-		err = writeFileAtomic(q.dir, keysName, data)
-	}
 	if err != nil {
-		q.log.ErrorContext(RepeatingLog, "could not keep the idempotency keys of consumed segments; keeping the segments", "err", err)
-		return false
+		panic(err) // strings and integers only
 	}
-	return true
+	return data, covered
 }
 
 // writeFileAtomic replaces dir/name with data: a temporary file, fsync,
