@@ -57,10 +57,6 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 	if !s.refuseUnbuilt(c, q) {
 		return
 	}
-	if _, ok := c.Request.Header["Idempotency-Key"]; ok {
-		notImplemented(c, "idempotency keys on batches are not built yet (they are on single POSTs); nothing was stored")
-		return
-	}
 	if q.Has("ttl") || q.Has("delay") {
 		abortError(c, http.StatusBadRequest, CodeInvalidQuery, "give ttl and delay per message in the batch body, not in the query")
 		return
@@ -70,25 +66,33 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
 		return
 	}
+	key, ok := idempotencyKey(c)
+	if !ok {
+		return
+	}
 	msgs, ok := s.readBatch(c)
 	if !ok {
 		return
 	}
-	first, err := s.eng.Load().EnqueueBatch(c.Request.Context(), name, msgs, sync)
+	status := http.StatusCreated
+	first, n, err := s.eng.Load().EnqueueBatch(c.Request.Context(), name, msgs, engine.BatchOptions{Sync: sync, Key: key})
+	if errors.Is(err, engine.ErrDuplicate) {
+		status, err = http.StatusOK, nil // the original batch's ids; nothing stored
+	}
 	if err != nil {
 		s.engineError(c, "enqueue batch", name, err)
 		return
 	}
-	out := make([]byte, 0, 8+len(msgs)*8)
+	out := make([]byte, 0, 8+n*8)
 	out = append(out, `{"ids":[`...)
-	for i := range msgs {
+	for i := range n {
 		if i > 0 {
 			out = append(out, ',')
 		}
 		out = strconv.AppendUint(out, first+uint64(i), 10)
 	}
 	out = append(out, "]}"...)
-	c.Data(http.StatusCreated, "application/json; charset=utf-8", out)
+	c.Data(status, "application/json; charset=utf-8", out)
 }
 
 // readBatch reads and checks a batch POST's body, or answers the error: 413

@@ -31,7 +31,7 @@ func batchOf(bodies ...string) []BatchMessage {
 func TestEnqueueBatchIsOneCommit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := openT(t, Options{Dir: t.TempDir(), Metrics: metrics.NewEngine(reg)})
-	first, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b", "c", "d"), false)
+	first, _, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b", "c", "d"), BatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestEnqueueBatchConsecutiveIDsAcrossReopen(t *testing.T) {
 		bodies[i] = fmt.Sprintf("batch-%03d", i)
 	}
 	time.Sleep(time.Millisecond) // let the singles start
-	first, err := e.EnqueueBatch(context.Background(), "q", batchOf(bodies...), false)
+	first, _, err := e.EnqueueBatch(context.Background(), "q", batchOf(bodies...), BatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,30 +112,30 @@ func TestEnqueueBatchAllOrNothingAtCaps(t *testing.T) {
 	for i := range 3 {
 		enq(t, e, "q", fmt.Sprint(i), EnqueueOptions{})
 	}
-	if _, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b", "c"), false); !errors.Is(err, ErrQueueFull) {
+	if _, _, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b", "c"), BatchOptions{}); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("batch of 3 onto depth 3 of 5: %v, want ErrQueueFull", err)
 	}
 	if st, _ := e.Stats("q"); st.Depth != 3 {
 		t.Fatalf("depth %d after a refused batch, want 3", st.Depth)
 	}
-	if _, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b"), false); err != nil {
+	if _, _, err := e.EnqueueBatch(context.Background(), "q", batchOf("a", "b"), BatchOptions{}); err != nil {
 		t.Fatalf("batch of 2 onto depth 3 of 5: %v", err)
 	}
 
 	e2 := openT(t, Options{Dir: t.TempDir(), MaxDiskBytes: 1 << 20})
 	big := make([]byte, 400<<10)
 	msgs := []BatchMessage{{Body: big}, {Body: big}, {Body: big}}
-	if _, err := e2.EnqueueBatch(context.Background(), "q", msgs, false); !errors.Is(err, ErrDiskFull) {
+	if _, _, err := e2.EnqueueBatch(context.Background(), "q", msgs, BatchOptions{}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("1.2 MB batch under a 1 MiB cap: %v, want ErrDiskFull", err)
 	}
 	if st, ok := e2.Stats("q"); ok && st.Depth != 0 {
 		t.Fatalf("depth %d after a refused batch, want 0", st.Depth)
 	}
 
-	if _, err := e2.EnqueueBatch(context.Background(), "q", batchOf("a", ""), false); !errors.Is(err, ErrEmptyMessage) {
+	if _, _, err := e2.EnqueueBatch(context.Background(), "q", batchOf("a", ""), BatchOptions{}); !errors.Is(err, ErrEmptyMessage) {
 		t.Fatalf("batch with an empty message: %v, want ErrEmptyMessage", err)
 	}
-	if _, err := e2.EnqueueBatch(context.Background(), "q", nil, false); err == nil {
+	if _, _, err := e2.EnqueueBatch(context.Background(), "q", nil, BatchOptions{}); err == nil {
 		t.Fatal("empty batch accepted")
 	}
 }
@@ -197,7 +197,7 @@ func TestDequeueBatchLongPoll(t *testing.T) {
 		got <- msgs
 	}()
 	time.Sleep(50 * time.Millisecond)
-	if _, err := e.EnqueueBatch(context.Background(), "fresh", batchOf("x", "y", "z"), false); err != nil {
+	if _, _, err := e.EnqueueBatch(context.Background(), "fresh", batchOf("x", "y", "z"), BatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -230,7 +230,7 @@ func TestPartialBatchCutAtOpen(t *testing.T) {
 	for i := range 3 {
 		enq(t, e, "q", fmt.Sprintf("single-%d", i), EnqueueOptions{})
 	}
-	first, err := e.EnqueueBatch(context.Background(), "q", batchOf("b0", "b1", "b2", "b3"), false)
+	first, _, err := e.EnqueueBatch(context.Background(), "q", batchOf("b0", "b1", "b2", "b3"), BatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func BenchmarkEnqueueBatchParallel(b *testing.B) {
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := e.EnqueueBatch(context.Background(), "q", msgs, false); err != nil {
+						if _, _, err := e.EnqueueBatch(context.Background(), "q", msgs, BatchOptions{}); err != nil {
 							b.Error(err)
 							return
 						}

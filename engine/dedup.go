@@ -28,11 +28,26 @@ const keysName = "keys"
 // keyEntry is one key of the index: committed (b nil) with its id and
 // enqueue time, or pending in batch b at index i.
 type keyEntry struct {
-	id      uint64
-	at      int64 // unix ms
+	id      uint64 // the first id of what the key stored
+	n       int    // how many messages: 1, or a batch POST's count
+	at      int64  // unix ms
 	b       *batch
-	i       int
+	i       int  // the index of the first message in b
 	carried bool // its segment was deleted; it lives in the keys file
+}
+
+// wait returns what the key's POST stored (first id and count) with
+// ErrDuplicate, waiting for it if it is still being committed; its error if
+// that commit failed.
+func (e keyEntry) wait() (uint64, int, error) {
+	if e.b == nil {
+		return e.id, max(e.n, 1), ErrDuplicate
+	}
+	<-e.b.done
+	if e.b.err != nil {
+		return 0, 0, e.b.err
+	}
+	return e.b.first + uint64(e.i), e.n, ErrDuplicate
 }
 
 type keysFile struct {
@@ -42,6 +57,7 @@ type keysFile struct {
 type keyRecord struct {
 	Key string `json:"key"`
 	ID  uint64 `json:"id"`
+	N   int    `json:"n,omitempty"` // messages of a batch POST; absent for 1
 	At  int64  `json:"at"`
 }
 
@@ -60,7 +76,7 @@ func (q *queue) loadKeys() {
 		}
 		for _, k := range f.Keys {
 			if k.At+q.window() > now {
-				q.keys[k.Key] = keyEntry{id: k.ID, at: k.At, carried: true}
+				q.keys[k.Key] = keyEntry{id: k.ID, n: max(k.N, 1), at: k.At, carried: true}
 			}
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -86,13 +102,24 @@ func (q *queue) scanKeys(s segment.Summary, now int64) error {
 	}
 	defer r.Close()
 	r.SetLimit(s.Bytes)
+	var runStart uint64 // first id of the batch being read, 0 outside one
 	for {
 		rec, err := r.Next()
 		var ce *segment.CorruptionError
 		switch {
 		case err == nil:
+			first := rec.ID
+			if runStart != 0 {
+				first = runStart
+			}
+			if rec.More {
+				runStart = first
+				continue
+			}
+			runStart = 0
+			// A batch POST's key is on its last record.
 			if len(rec.Key) > 0 && rec.EnqueuedAt+q.window() > now {
-				q.keys[string(rec.Key)] = keyEntry{id: rec.ID, at: rec.EnqueuedAt}
+				q.keys[string(rec.Key)] = keyEntry{id: first, n: int(rec.ID - first + 1), at: rec.EnqueuedAt}
 			}
 			continue
 		case errors.As(err, &ce) && !ce.Framing:
@@ -119,7 +146,9 @@ func (q *queue) keyedLocked(key string) (e keyEntry, ok bool) {
 func (q *queue) commitKeysLocked(b *batch) {
 	for i := range b.recs {
 		if r := &b.recs[i]; len(r.Key) > 0 {
-			q.keys[string(r.Key)] = keyEntry{id: r.ID, at: r.EnqueuedAt}
+			if e := q.keys[string(r.Key)]; e.b == b {
+				q.keys[string(r.Key)] = keyEntry{id: b.first + uint64(e.i), n: e.n, at: r.EnqueuedAt}
+			}
 		}
 	}
 }
@@ -175,7 +204,11 @@ func (q *queue) keysSnapshotLocked(doomed []segment.Summary) (data []byte, cover
 			}
 		}
 		if e.carried || inDoomed {
-			f.Keys = append(f.Keys, keyRecord{Key: k, ID: e.id, At: e.at})
+			n := e.n
+			if n == 1 {
+				n = 0 // omitted
+			}
+			f.Keys = append(f.Keys, keyRecord{Key: k, ID: e.id, N: n, At: e.at})
 			e.carried = true
 			q.keys[k] = e
 		}

@@ -119,3 +119,55 @@ func TestIdempotencyKeySurvivesRestartAndDeletion(t *testing.T) {
 		t.Fatalf("after the window: id %d dup %v, want a new message", again, dup)
 	}
 }
+
+// A batch POST's key stands for the whole batch: a repeat, even of another
+// size, returns the original first id and count, also after a restart
+// (found again from the batch's last record) and after its segment was
+// deleted (from the keys file).
+func TestIdempotencyKeyOnBatch(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentBytes: 256, CompactInterval: 5 * time.Millisecond}
+	e := openT(t, opts)
+	ctx := context.Background()
+	enq(t, e, "q", "before", EnqueueOptions{})
+	first, n, err := e.EnqueueBatch(ctx, "q", batchOf("a", "b", "c"), BatchOptions{Key: "batch-1"})
+	if err != nil || n != 3 {
+		t.Fatalf("keyed batch: %d %d %v", first, n, err)
+	}
+	check := func(when string) {
+		t.Helper()
+		f, n, err := e.EnqueueBatch(ctx, "q", batchOf("x", "y", "z", "w", "v"), BatchOptions{Key: "batch-1"})
+		if !errors.Is(err, ErrDuplicate) || f != first || n != 3 {
+			t.Fatalf("%s: repeat gave %d %d %v, want %d 3 ErrDuplicate", when, f, n, err, first)
+		}
+	}
+	check("running")
+	for i := range 10 { // fill and rotate past the batch's segment
+		enq(t, e, "q", fmt.Sprintf("filler-%02d-xxxxxxxxxxxxxxxxxxxx", i), EnqueueOptions{})
+	}
+	e.Close()
+	e = openT(t, opts)
+	check("after restart")
+	if st, _ := e.Stats("q"); st.Depth != 14 {
+		t.Fatalf("depth %d, want 14 (nothing stored by the repeats)", st.Depth)
+	}
+	for {
+		if _, ok := deq(t, e, "q"); !ok {
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		bases, _ := segment.List(filepath.Join(dir, "q"))
+		if len(bases) > 0 && bases[0] > first+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the batch's segment was not deleted: %v", bases)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.Close()
+	e = openT(t, opts)
+	check("after its segment was deleted")
+}

@@ -169,22 +169,25 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 // EnqueueBatch stores msgs in queue all together or not at all: they take
 // consecutive ids, one write (and at most one fsync) stores them, and a
 // failure or a cap (depth, disk) refuses every one of them. It returns the
-// first id once the batch is written (and fsynced when the mode or sync
-// says so). The engine keeps the bodies; the caller must not change them.
-func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, sync bool) (first uint64, err error) {
+// first id and the count once the batch is written (and fsynced when the
+// mode or opts.Sync says so). With opts.Key used within DedupWindow it
+// stores nothing and returns the original batch's first id and count with
+// ErrDuplicate. The engine keeps the bodies; the caller must not change
+// them.
+func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, opts BatchOptions) (first uint64, n int, err error) {
 	if len(msgs) == 0 {
-		return 0, errors.New("engine: empty batch")
+		return 0, 0, errors.New("engine: empty batch")
 	}
 	for i := range msgs {
 		if len(msgs[i].Body) == 0 {
-			return 0, fmt.Errorf("%w (batch message %d)", ErrEmptyMessage, i)
+			return 0, 0, fmt.Errorf("%w (batch message %d)", ErrEmptyMessage, i)
 		}
 	}
 	q, err := e.queue(queue, true)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return q.enqueueBatch(msgs, sync)
+	return q.enqueueBatch(msgs, opts)
 }
 
 // DequeueBatch pops up to max unexpired messages of queue, in id order,

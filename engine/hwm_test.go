@@ -22,7 +22,7 @@ func TestHWMReservedAhead(t *testing.T) {
 	enqueueN := func(n int) uint64 {
 		var last uint64
 		for range n / len(msgs) {
-			first, err := e.EnqueueBatch(context.Background(), "q", msgs, false)
+			first, _, err := e.EnqueueBatch(context.Background(), "q", msgs, BatchOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

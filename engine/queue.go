@@ -262,14 +262,8 @@ func (q *queue) enqueueKeyed(body []byte, opts EnqueueOptions) (uint64, error) {
 	q.mu.Lock()
 	if e, ok := q.keyedLocked(opts.Key); ok {
 		q.mu.Unlock()
-		if e.b == nil {
-			return e.id, ErrDuplicate
-		}
-		<-e.b.done
-		if e.b.err != nil {
-			return 0, e.b.err
-		}
-		return e.b.first + uint64(e.i), ErrDuplicate
+		id, _, err := e.wait()
+		return id, err
 	}
 	if err := q.admitLocked(1, size); err != nil {
 		q.mu.Unlock()
@@ -281,7 +275,7 @@ func (q *queue) enqueueKeyed(body []byte, opts EnqueueOptions) (uint64, error) {
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
 	b.keyed = true
-	q.keys[opts.Key] = keyEntry{b: b, i: i}
+	q.keys[opts.Key] = keyEntry{b: b, i: i, n: 1}
 	q.mu.Unlock()
 	if i == 0 {
 		q.kick()
@@ -323,15 +317,24 @@ func (q *queue) admitLocked(n int, size int64) error {
 // enqueueBatch adds msgs to the pending batch together, so they take
 // consecutive ids and one write stores all of them or none, and waits for
 // the commit. It returns the first id.
-func (q *queue) enqueueBatch(msgs []BatchMessage, sync bool) (uint64, error) {
+func (q *queue) enqueueBatch(msgs []BatchMessage, opts BatchOptions) (uint64, int, error) {
 	var size int64
 	for i := range msgs {
 		size += recordSize(msgs[i].Body)
 	}
+	if opts.Key != "" {
+		size += int64(1 + len(opts.Key))
+	}
 	q.mu.Lock()
+	if opts.Key != "" {
+		if e, ok := q.keyedLocked(opts.Key); ok {
+			q.mu.Unlock()
+			return e.wait()
+		}
+	}
 	if err := q.admitLocked(len(msgs), size); err != nil {
 		q.mu.Unlock()
-		return 0, err
+		return 0, 0, err
 	}
 	b := q.pend
 	i := len(b.recs)
@@ -340,17 +343,23 @@ func (q *queue) enqueueBatch(msgs []BatchMessage, sync bool) (uint64, error) {
 		// leaves a partial batch that the next open cuts off whole.
 		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), More: j < len(msgs)-1, Payload: m.Body})
 	}
+	if opts.Key != "" {
+		// On the last record: its batch is there whole whenever it is.
+		b.recs[len(b.recs)-1].Key = []byte(opts.Key)
+		b.keyed = true
+		q.keys[opts.Key] = keyEntry{b: b, i: i, n: len(msgs)}
+	}
 	b.bytes += size
-	b.sync = b.sync || sync
+	b.sync = b.sync || opts.Sync
 	q.mu.Unlock()
 	if i == 0 {
 		q.kick()
 	}
 	<-b.done
 	if b.err != nil {
-		return 0, b.err
+		return 0, 0, b.err
 	}
-	return b.first + uint64(i), nil
+	return b.first + uint64(i), len(msgs), nil
 }
 
 // kick wakes the commit loop; it never blocks.

@@ -150,6 +150,15 @@ type BatchMessage struct {
 	TTL time.Duration
 }
 
+// BatchOptions are the options of EnqueueBatch.
+type BatchOptions struct {
+	// Sync acknowledges only after fsync, whatever the engine's mode.
+	Sync bool
+	// Key is an idempotency key for the whole batch ("" for none), stored
+	// in its last record.
+	Key string
+}
+
 // Message is one dequeued message.
 type Message struct {
 	ID         uint64

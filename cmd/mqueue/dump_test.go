@@ -968,7 +968,7 @@ func TestDumpPartialAtomicBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := []engine.BatchMessage{{Body: []byte("b1")}, {Body: []byte("b2")}, {Body: []byte("b3")}}
-	if _, err := e.EnqueueBatch(context.Background(), "orders", msgs, false); err != nil {
+	if _, _, err := e.EnqueueBatch(context.Background(), "orders", msgs, engine.BatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	e.Close()

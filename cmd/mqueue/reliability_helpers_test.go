@@ -464,18 +464,19 @@ type relBatch struct {
 // relLedger records what the clients were told across every lifetime of one
 // data directory. Safe for concurrent use.
 type relLedger struct {
-	mu         sync.Mutex
-	posts      map[string]*relPost
-	batches    []relBatch
-	retries    []string // keyed POSTs without an answer, to send again
-	pops       map[string][]relPop
-	byID       map[uint64]string
-	cutGets    []relCutGet
-	maxPopped  map[int]uint64
-	cutAt      map[int]time.Time // when the test cut (killed, powered off) a life
-	statuses   map[string]int    // "POST 500" -> count, for reports
-	samples    []string          // the first transport errors
-	violations map[string][]string
+	mu           sync.Mutex
+	posts        map[string]*relPost
+	batches      []relBatch
+	retries      []string   // keyed POSTs without an answer, to send again
+	batchRetries [][]string // the same for batch POSTs (their bodies' keys)
+	pops         map[string][]relPop
+	byID         map[uint64]string
+	cutGets      []relCutGet
+	maxPopped    map[int]uint64
+	cutAt        map[int]time.Time // when the test cut (killed, powered off) a life
+	statuses     map[string]int    // "POST 500" -> count, for reports
+	samples      []string          // the first transport errors
+	violations   map[string][]string
 }
 
 func newRelLedger() *relLedger {
@@ -541,12 +542,18 @@ func (l *relLedger) retryLater(key string) {
 	l.retries = append(l.retries, key)
 }
 
-func (l *relLedger) takeRetries() []string {
+func (l *relLedger) retryBatchLater(keys []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := l.retries
-	l.retries = nil
-	return r
+	l.batchRetries = append(l.batchRetries, keys)
+}
+
+func (l *relLedger) takeRetries() (singles []string, batches [][]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	singles, batches = l.retries, l.batchRetries
+	l.retries, l.batchRetries = nil, nil
+	return singles, batches
 }
 
 func (l *relLedger) batch(b relBatch) {
@@ -781,9 +788,14 @@ func (w *relWorkers) postOne(key, prefix string, keyed bool) int {
 // answer in an earlier life: one stored before the kill must be answered
 // 200 with its id and not stored twice; one that was not, 201.
 func (w *relWorkers) retryKeyed() (retried int) {
-	for _, key := range w.ledger.takeRetries() {
+	singles, batches := w.ledger.takeRetries()
+	for _, key := range singles {
 		retried++
 		w.postOne(key, "retry", true)
+	}
+	for _, keys := range batches {
+		retried++
+		w.postBatch(keys, "retry-batch")
 	}
 	return retried
 }
@@ -793,10 +805,20 @@ func (w *relWorkers) retryKeyed() (retried int) {
 // the all-or-nothing check. It returns the status (0 for no answer).
 func (w *relWorkers) produceBatch(prefix string, n int) int {
 	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
+	}
+	return w.postBatch(keys, prefix)
+}
+
+// postBatch POSTs the bodies of keys as one batch, with the first key as
+// its Idempotency-Key; one without an answer is queued for a retry with
+// the same key after the restart (retryKeyed).
+func (w *relWorkers) postBatch(keys []string, prefix string) int {
+	n := len(keys)
 	var req bytes.Buffer
 	req.WriteString(`{"messages":[`)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("L%d-%s-%d", w.life, prefix, w.seq.Add(1))
 		if i > 0 {
 			req.WriteByte(',')
 		}
@@ -805,7 +827,13 @@ func (w *relWorkers) produceBatch(prefix string, n int) int {
 		req.WriteString(`"}`)
 	}
 	req.WriteString("]}")
-	resp, err := w.client.Post(w.url()+"/batch", "application/json", &req)
+	hreq, err := http.NewRequest(http.MethodPost, w.url()+"/batch", &req)
+	if err != nil {
+		panic(err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Idempotency-Key", keys[0])
+	resp, err := w.client.Do(hreq)
 	var body []byte
 	if err == nil {
 		body, err = io.ReadAll(resp.Body)
@@ -822,7 +850,10 @@ func (w *relWorkers) produceBatch(prefix string, n int) int {
 		if !w.failureExpected() {
 			w.ledger.violate("request failed while the server ran", "life %d POST batch %s..: %v", w.life, keys[0], err)
 		}
-	case resp.StatusCode == http.StatusCreated:
+	case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
+		if resp.StatusCode == http.StatusOK {
+			w.ledger.status("POST keyed 200 (duplicate)")
+		}
 		var out struct {
 			IDs []uint64 `json:"ids"`
 		}
@@ -837,7 +868,7 @@ func (w *relWorkers) produceBatch(prefix string, n int) int {
 				break
 			}
 		}
-		outcome, ids, status, what = relAcked, out.IDs, 201, "201 (batch)"
+		outcome, ids, status, what = relAcked, out.IDs, resp.StatusCode, fmt.Sprintf("%d (batch)", resp.StatusCode)
 		w.acks.Add(int64(n))
 		w.ledger.status("POST batch 201")
 	default:
@@ -852,12 +883,15 @@ func (w *relWorkers) produceBatch(prefix string, n int) int {
 		rec := &relPost{life: w.life, outcome: outcome, status: status, what: what, at: at}
 		if outcome == relAcked {
 			rec.id = ids[i]
-			w.inOrder("producer", prefix, key, ids[i])
+			if status == http.StatusCreated {
+				w.inOrder("producer", prefix, key, ids[i])
+			}
 		}
 		w.ledger.post(key, rec)
 	}
 	w.ledger.batch(relBatch{life: w.life, keys: keys, outcome: outcome})
 	if err != nil {
+		w.ledger.retryBatchLater(keys)
 		return 0
 	}
 	return resp.StatusCode
