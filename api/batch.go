@@ -61,9 +61,8 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidQuery, "give ttl and delay per message in the batch body, not in the query")
 		return
 	}
-	sync, ok := boolParam(q, "sync")
+	sync, ok := syncParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
 		return
 	}
 	key, ok := idempotencyKey(c)

@@ -83,6 +83,14 @@ func uintParam(q url.Values, key string, max uint64) (uint64, bool) {
 	return n, true
 }
 
+// syncParam parses ?sync, or answers 400 INVALID_SYNC.
+func syncParam(c *gin.Context, q url.Values) (sync, ok bool) {
+	if sync, ok = boolParam(q, "sync"); !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
+	}
+	return sync, ok
+}
+
 // boolParam parses an optional 0/1/true/false query parameter.
 func boolParam(q url.Values, key string) (val, ok bool) {
 	vs, present := q[key]
@@ -109,9 +117,8 @@ func (s *Server) enqueue(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidTTL, "ttl must be an integer number of seconds in 0..315360000")
 		return
 	}
-	sync, ok := boolParam(q, "sync")
+	sync, ok := syncParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidSync, "sync must be 0, 1, true or false")
 		return
 	}
 	delay, ok := uintParam(q, "delay", MaxDelaySeconds)

@@ -173,12 +173,18 @@ func writeHWM(queueDir string, hwm uint64) error {
 	var b [12]byte
 	binary.LittleEndian.PutUint64(b[:], hwm)
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	tmp := filepath.Join(queueDir, hwmName+".tmp")
+	return writeFileAtomic(queueDir, hwmName, b[:])
+}
+
+// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
+// rename, directory fsync.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
-		return fmt.Errorf("write hwm in %s: %w", queueDir, err)
+		return fmt.Errorf("write %s in %s: %w", name, dir, err)
 	}
-	_, err = f.Write(b[:])
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -186,10 +192,10 @@ func writeHWM(queueDir string, hwm uint64) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(queueDir, hwmName))
+		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
-		return fmt.Errorf("write hwm in %s: %w", queueDir, err)
+		return fmt.Errorf("write %s in %s: %w", name, dir, err)
 	}
-	return segment.SyncDir(queueDir)
+	return segment.SyncDir(dir)
 }

@@ -3,7 +3,6 @@ package engine
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -218,28 +217,4 @@ func (q *queue) keysSnapshotLocked(doomed []segment.Summary) (data []byte, cover
 		panic(err) // strings and integers only
 	}
 	return data, covered
-}
-
-// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
-// rename, directory fsync.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	return segment.SyncDir(dir)
 }

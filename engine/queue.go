@@ -226,44 +226,23 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 
 // enqueue adds one message to the pending batch and waits for its commit.
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
-	if opts.Key != "" {
-		return q.enqueueKeyed(body, opts)
-	}
 	// The commit loop stamps the enqueue time, once per batch; until then
 	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
-	ttl := ttlMs(opts.TTL)
+	rec := segment.Record{ExpiresAt: ttlMs(opts.TTL), Payload: body}
 	size := recordSize(body)
+	if opts.Key != "" {
+		rec.Key = []byte(opts.Key)
+		size += int64(1 + len(opts.Key))
+	}
 	q.mu.Lock()
-	if err := q.admitLocked(1, size); err != nil {
-		q.mu.Unlock()
-		return 0, err
-	}
-	b := q.pend
-	i := len(b.recs)
-	b.recs = append(b.recs, segment.Record{ExpiresAt: ttl, Payload: body})
-	b.bytes += size
-	b.sync = b.sync || opts.Sync
-	q.mu.Unlock()
-	if i == 0 {
-		q.kick()
-	}
-	<-b.done
-	if b.err != nil {
-		return 0, b.err
-	}
-	return b.first + uint64(i), nil
-}
-
-// enqueueKeyed is enqueue with an idempotency key: a key taken within the
-// window, committed or still pending, answers its id with ErrDuplicate and
-// stores nothing.
-func (q *queue) enqueueKeyed(body []byte, opts EnqueueOptions) (uint64, error) {
-	size := recordSize(body) + int64(1+len(opts.Key))
-	q.mu.Lock()
-	if e, ok := q.keyedLocked(opts.Key); ok {
-		q.mu.Unlock()
-		id, _, err := e.wait()
-		return id, err
+	if opts.Key != "" {
+		// A key taken within the window, committed or still pending,
+		// answers its id with ErrDuplicate and stores nothing.
+		if e, ok := q.keyedLocked(opts.Key); ok {
+			q.mu.Unlock()
+			id, _, err := e.wait()
+			return id, err
+		}
 	}
 	if err := q.admitLocked(1, size); err != nil {
 		q.mu.Unlock()
@@ -271,11 +250,13 @@ func (q *queue) enqueueKeyed(body []byte, opts EnqueueOptions) (uint64, error) {
 	}
 	b := q.pend
 	i := len(b.recs)
-	b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(opts.TTL), Key: []byte(opts.Key), Payload: body})
+	b.recs = append(b.recs, rec)
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
-	b.keyed = true
-	q.keys[opts.Key] = keyEntry{b: b, i: i, n: 1}
+	if opts.Key != "" {
+		b.keyed = true
+		q.keys[opts.Key] = keyEntry{b: b, i: i, n: 1}
+	}
 	q.mu.Unlock()
 	if i == 0 {
 		q.kick()
