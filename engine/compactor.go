@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/mqueue/mqueue/segment"
+import (
+	"math"
+
+	"github.com/mqueue/mqueue/segment"
+)
 
 // compact reclaims disk space by deleting whole sealed segments, chosen by
 // the per-segment TTL index (segment.Summary: last id and max expiry):
@@ -38,14 +42,17 @@ func (q *queue) compact() {
 			carry = append(carry, s)
 		}
 	}
-	keysData, covered := q.keysSnapshotLocked(carry)
-	if keysData != nil {
-		// Written without q.mu (an fsync and a rename), before any of
-		// the covered segments goes.
+	lines, rewrite, covered := q.carryKeysLocked(carry)
+	if covered != nil {
+		// Written without q.mu (a write and an fsync), before any of the
+		// covered segments goes.
 		q.mu.Unlock()
-		err := writeFileAtomic(q.dir, keysName, keysData)
+		err := q.writeKeys(lines, rewrite)
 		q.mu.Lock()
 		if err != nil {
+			// The keys were marked carried: the next carry rewrites the
+			// file with every one of them.
+			q.keyLines = math.MaxInt / 2
 			q.log.ErrorContext(RepeatingLog, "could not keep the idempotency keys of consumed segments; keeping the segments", "err", err)
 			covered = nil
 		}

@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/mqueue/mqueue/segment"
 )
@@ -17,11 +22,20 @@ import (
 // repeat within the window answers the original id (ErrDuplicate) and
 // stores nothing. At start the index is rebuilt from the records of the
 // segments with keys younger than the window (Summary.LastKeyed), and from
-// the keys file, which holds the keys whose segments were deleted (consumed
-// or expired) while still inside the window: the messages leave the disk
-// on time, their keys stay for the window.
+// the keys file, to which the compactor appends the keys of a segment it
+// deletes (consumed or expired) while they are still inside the window:
+// the messages leave the disk on time, their keys stay for the window. The
+// file is JSON Lines, appended and fsynced before the segment goes, and
+// rewritten with the live lines once most of it is stale.
 
-// keysName is the keys file of a queue: a JSON snapshot of carried keys.
+// keyRef is one committed key in keyOrder.
+type keyRef struct {
+	key string
+	id  uint64
+	at  int64
+}
+
+// keysName is the keys file of a queue: JSON Lines of carried keys.
 const keysName = "keys"
 
 // keyEntry is one key of the index: committed (b nil) with its id and
@@ -49,10 +63,6 @@ func (e keyEntry) wait() (uint64, int, error) {
 	return e.b.first + uint64(e.i), e.n, ErrDuplicate
 }
 
-type keysFile struct {
-	Keys []keyRecord `json:"keys"`
-}
-
 type keyRecord struct {
 	Key string `json:"key"`
 	ID  uint64 `json:"id"`
@@ -67,16 +77,38 @@ func (q *queue) window() int64 { return q.e.opts.DedupWindow.Milliseconds() }
 // cannot be read costs its keys' de-duplication, not the queue.
 func (q *queue) loadKeys() {
 	q.keys = map[string]keyEntry{}
-	now := q.nowMs()
-	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
-		var f keysFile
-		if err := json.Unmarshal(data, &f); err != nil {
-			q.log.Error("keys file unreadable; the idempotency keys of deleted segments are forgotten", "err", err)
+	q.keyOrder = nil
+	defer func() {
+		for k, e := range q.keys {
+			q.keyOrder = append(q.keyOrder, keyRef{key: k, id: e.id, at: e.at})
 		}
-		for _, k := range f.Keys {
+		slices.SortFunc(q.keyOrder, func(a, b keyRef) int { return cmp.Compare(a.id, b.id) })
+	}()
+	now := q.nowMs()
+	q.keyLines, q.carriedLive = 0, 0
+	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
+		bad := 0
+		for line := range bytes.Lines(data) {
+			q.keyLines++
+			var k keyRecord
+			if err := json.Unmarshal(line, &k); err != nil || k.Key == "" {
+				bad++ // a line a crash cut short: its key is forgotten
+				continue
+			}
 			if k.At+q.window() > now {
+				if _, dup := q.keys[k.Key]; !dup {
+					q.carriedLive++
+				}
 				q.keys[k.Key] = keyEntry{id: k.ID, n: max(k.N, 1), at: k.At, carried: true}
 			}
+		}
+		if bad > 0 {
+			q.log.Warn("keys file has unreadable lines (a crash while appending); their keys are forgotten", "lines", bad)
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			// A line cut short: the next carry rewrites the file rather
+			// than append after it.
+			q.keyLines = math.MaxInt / 2
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		q.log.Error("keys file unreadable; the idempotency keys of deleted segments are forgotten", "err", err)
@@ -146,7 +178,9 @@ func (q *queue) commitKeysLocked(b *batch) {
 	for i := range b.recs {
 		if r := &b.recs[i]; len(r.Key) > 0 {
 			if e := q.keys[string(r.Key)]; e.b == b {
-				q.keys[string(r.Key)] = keyEntry{id: b.first + uint64(e.i), n: e.n, at: r.EnqueuedAt}
+				id := b.first + uint64(e.i)
+				q.keys[string(r.Key)] = keyEntry{id: id, n: e.n, at: r.EnqueuedAt}
+				q.keyOrder = append(q.keyOrder, keyRef{key: string(r.Key), id: id, at: r.EnqueuedAt})
 			}
 		}
 	}
@@ -166,55 +200,108 @@ func (q *queue) dropPendingKeys(b *batch) {
 	}
 }
 
-// keysSnapshotLocked is called by the compactor before it deletes
-// segments: stale keys leave the index, and when some of doomed hold keys
-// still inside the window it returns the new keys file — every carried key
-// that is still live plus those segments' keys — and the bases it covers.
-// The caller holds q.mu and writes data (writeFileAtomic) without it; only
-// then may the covered segments go.
-func (q *queue) keysSnapshotLocked(doomed []segment.Summary) (data []byte, covered map[uint64]bool) {
+// carryKeysLocked is called by the compactor before it deletes segments:
+// stale keys leave the index, and when some of doomed hold keys still
+// inside the window it returns the lines to add to the keys file — those
+// segments' keys, or the whole file's live lines when the file is mostly
+// stale (rewrite) — and the bases they cover. The caller holds q.mu and
+// writes the lines (writeKeys) without it; only then may the covered
+// segments go.
+func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite bool, covered map[uint64]bool) {
 	now := q.nowMs()
-	for k, e := range q.keys {
-		if e.b == nil && e.at+q.window() <= now {
-			delete(q.keys, k)
+	// Committed keys are in keyOrder by id, which is commit order, so the
+	// stale ones are at its front: pruning costs what it removes, not a
+	// pass over every key under q.mu.
+	drop := 0
+	for _, r := range q.keyOrder {
+		if r.at+q.window() > now {
+			break
 		}
+		if e, ok := q.keys[r.key]; ok && e.b == nil && e.id == r.id {
+			if e.carried {
+				q.carriedLive--
+			}
+			delete(q.keys, r.key)
+		}
+		drop++
 	}
+	q.keyOrder = q.keyOrder[drop:]
+	var last uint64 // the last id of the covered segments
 	for _, s := range doomed {
 		if s.LastKeyed != 0 && s.LastKeyed+q.window() > now {
 			if covered == nil {
 				covered = map[uint64]bool{}
 			}
 			covered[s.Base] = true
+			last = max(last, s.LastID())
 		}
 	}
 	if covered == nil {
-		return nil, nil
+		return nil, false, nil
 	}
-	var f keysFile
-	for k, e := range q.keys {
-		if e.b != nil {
+	rewrite = q.keyLines > 2*q.carriedLive+1024
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, r := range q.keyOrder {
+		if r.id > last && !rewrite {
+			break // keys of segments that stay
+		}
+		e, ok := q.keys[r.key]
+		if !ok || e.b != nil || e.id != r.id {
+			continue // forgotten, or taken again since
+		}
+		in := e.carried && rewrite
+		for _, s := range doomed {
+			if covered[s.Base] && e.id >= s.Base && e.id <= s.LastID() {
+				in = true
+			}
+		}
+		if !in || (e.carried && !rewrite) {
 			continue
 		}
-		inDoomed := false
-		for _, s := range doomed {
-			if e.id >= s.Base && e.id <= s.LastID() {
-				inDoomed = true
-				break
-			}
+		n := e.n
+		if n == 1 {
+			n = 0 // omitted
 		}
-		if e.carried || inDoomed {
-			n := e.n
-			if n == 1 {
-				n = 0 // omitted
-			}
-			f.Keys = append(f.Keys, keyRecord{Key: k, ID: e.id, N: n, At: e.at})
+		_ = enc.Encode(keyRecord{Key: r.key, ID: e.id, N: n, At: e.at}) // strings and integers only
+		if !e.carried {
 			e.carried = true
-			q.keys[k] = e
+			q.carriedLive++
+			q.keys[r.key] = e
 		}
 	}
-	data, err := json.Marshal(&f)
-	if err != nil {
-		panic(err) // strings and integers only
+	if rewrite {
+		q.keyLines = q.carriedLive
+	} else {
+		q.keyLines += bytes.Count(buf.Bytes(), []byte{'\n'})
 	}
-	return data, covered
+	return buf.Bytes(), rewrite, covered
+}
+
+// writeKeys appends lines to the keys file and fsyncs it, or replaces the
+// file with them (rewrite).
+func (q *queue) writeKeys(lines []byte, rewrite bool) error {
+	if rewrite {
+		return writeFileAtomic(q.dir, keysName, lines)
+	}
+	path := filepath.Join(q.dir, keysName)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	_, err = f.Write(lines)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && errors.Is(statErr, os.ErrNotExist) {
+		err = segment.SyncDir(q.dir) // a new file's name
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -170,4 +171,64 @@ func TestIdempotencyKeyOnBatch(t *testing.T) {
 	e.Close()
 	e = openT(t, opts)
 	check("after its segment was deleted")
+}
+
+// The keys file survives a line cut short by a crash (that key alone is
+// forgotten) and is rewritten with its live lines, not appended to, once
+// it is mostly stale or after such a line.
+func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentBytes: 256, CompactInterval: 5 * time.Millisecond}
+	e := openT(t, opts)
+	enq(t, e, "q", "first", EnqueueOptions{}) // creates the queue
+	e.Close()
+	qdir := filepath.Join(dir, "q")
+	now := time.Now().UnixMilli()
+	torn := fmt.Sprintf(`{"key":"kept","id":1,"at":%d}`+"\n"+`{"key":"cut","id":`, now)
+	if err := os.WriteFile(filepath.Join(qdir, keysName), []byte(torn), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	e = openT(t, opts)
+	if id, dup := enqKey(t, e, "kept", "retry"); !dup || id != 1 {
+		t.Fatalf("key from the keys file: id %d dup %v, want 1 true", id, dup)
+	}
+	if _, dup := enqKey(t, e, "cut", "new"); dup {
+		t.Fatal("the torn line's key was taken as a duplicate")
+	}
+	// Consume everything, so that the segment of "cut" goes and its key is
+	// carried: by a rewrite, since the file ends in a torn line.
+	for {
+		if _, ok := deq(t, e, "q"); !ok {
+			break
+		}
+	}
+	for i := range 10 {
+		enq(t, e, "q", fmt.Sprintf("filler-%02d-xxxxxxxxxxxxxxxxxxxx", i), EnqueueOptions{})
+	}
+	for {
+		if _, ok := deq(t, e, "q"); !ok {
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, _ := os.ReadFile(filepath.Join(qdir, keysName))
+		if bytes.HasSuffix(data, []byte("\n")) { // no longer the torn file
+			if bytes.Count(data, []byte("\n")) != 2 || !bytes.Contains(data, []byte(`"key":"kept"`)) || !bytes.Contains(data, []byte(`{"key":"cut","id":`)) {
+				t.Fatalf("keys file after the carry:\n%s\nwant the two live keys, rewritten", data)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key of the consumed segment was not carried:\n%s", data)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.Close()
+	e = openT(t, opts)
+	for _, k := range []string{"kept", "cut"} {
+		if _, dup := enqKey(t, e, k, "again"); !dup {
+			t.Errorf("key %q forgotten after the rewrite and a restart", k)
+		}
+	}
 }

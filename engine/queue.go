@@ -72,7 +72,11 @@ type queue struct {
 	wake         chan struct{}
 	stopped      chan struct{}
 
-	keys map[string]keyEntry // idempotency keys (dedup.go), under mu
+	keys     map[string]keyEntry // idempotency keys (dedup.go), under mu
+	keyOrder []keyRef            // the committed keys by id, for pruning
+	// keyLines and carriedLive count the keys file's lines and the live
+	// keys it holds; the compactor rewrites it when most lines are stale.
+	keyLines, carriedLive int
 
 	enqueued, dequeued, expired atomic.Uint64
 }
