@@ -38,9 +38,9 @@ func TestEnqueueBatchIsOneCommit(t *testing.T) {
 	if first != 1 {
 		t.Fatalf("first id %d, want 1", first)
 	}
-	count, sum := histogram(t, reg, "mqueue_commit_batch_messages")
-	if count != 1 || sum != 4 {
-		t.Fatalf("commits: %d holding %v messages, want 1 holding 4", count, sum)
+	h := family(t, reg, "mqueue_commit_batch_messages").GetHistogram()
+	if count, sum := h.GetSampleCount(), h.GetSampleSum(); count != 1 || sum != 4 {
+		t.Fatalf("commits: %d holding %v messages, want 1 holding 4", h.GetSampleCount(), h.GetSampleSum())
 	}
 }
 
@@ -87,23 +87,6 @@ func TestEnqueueBatchConsecutiveIDsAcrossReopen(t *testing.T) {
 	if seen != n {
 		t.Fatalf("found %d of the batch's %d messages after reopen", seen, n)
 	}
-}
-
-// histogram returns the sample count and sum of a histogram of reg.
-func histogram(t *testing.T, reg *prometheus.Registry, name string) (uint64, float64) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			h := mf.GetMetric()[0].GetHistogram()
-			return h.GetSampleCount(), h.GetSampleSum()
-		}
-	}
-	t.Fatalf("no histogram %s", name)
-	return 0, 0
 }
 
 // A batch that would pass a cap is refused whole: nothing of it is stored.
