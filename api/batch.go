@@ -73,11 +73,8 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	status := http.StatusCreated
 	first, n, err := s.eng.Load().EnqueueBatch(c.Request.Context(), name, msgs, engine.BatchOptions{Sync: sync, Key: key})
-	if errors.Is(err, engine.ErrDuplicate) {
-		status, err = http.StatusOK, nil // the original batch's ids; nothing stored
-	}
+	status, err := storedStatus(err)
 	if err != nil {
 		s.engineError(c, "enqueue batch", name, err)
 		return

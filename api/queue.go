@@ -141,15 +141,12 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	status := http.StatusCreated
 	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
 		TTL:  time.Duration(ttl) * time.Second,
 		Sync: sync,
 		Key:  key,
 	})
-	if errors.Is(err, engine.ErrDuplicate) {
-		status, err = http.StatusOK, nil // the original's id; nothing stored
-	}
+	status, err := storedStatus(err)
 	if err != nil {
 		s.engineError(c, "enqueue", name, err)
 		return
@@ -211,6 +208,16 @@ func (s *Server) dequeue(c *gin.Context) {
 	h["X-Content-Type-Options"] = hdrNoSniff
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(msg.Body)
+}
+
+// storedStatus is the status of an enqueue that returned err: 201, or 200
+// with no error for a repeated Idempotency-Key (the id is the original's;
+// nothing was stored).
+func storedStatus(err error) (int, error) {
+	if errors.Is(err, engine.ErrDuplicate) {
+		return http.StatusOK, nil
+	}
+	return http.StatusCreated, err
 }
 
 // pollContext is the context of a dequeue: with a wait it is also cancelled

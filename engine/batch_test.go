@@ -237,14 +237,7 @@ func TestPartialBatchCutAtOpen(t *testing.T) {
 
 	var logs bytes.Buffer
 	e = openT(t, Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	var got []string
-	for {
-		m, ok := deq(t, e, "q")
-		if !ok {
-			break
-		}
-		got = append(got, string(m.Body))
-	}
+	got := drainBodies(t, e, "q")
 	if strings.Join(got, " ") != "single-0 single-1 single-2" {
 		t.Fatalf("after the torn batch: %q, want the three singles and nothing of the batch", got)
 	}

@@ -150,6 +150,9 @@ func (q *queue) scanKeys(s segment.Summary, now int64) error {
 			runStart = 0
 			// A batch POST's key is on its last record.
 			if len(rec.Key) > 0 && rec.EnqueuedAt+q.window() > now {
+				if q.keys[string(rec.Key)].carried {
+					q.carriedLive-- // the segment's copy replaces the file's
+				}
 				q.keys[string(rec.Key)] = keyEntry{id: first, n: int(rec.ID - first + 1), at: rec.EnqueuedAt}
 			}
 			continue

@@ -86,23 +86,9 @@ func TestIdempotencyKeySurvivesRestartAndDeletion(t *testing.T) {
 		t.Fatalf("after restart (key in its segment): id %d dup %v, want %d true", again, dup, id)
 	}
 	// Consume everything, so that the key's segment is deleted.
-	for {
-		if _, ok := deq(t, e, "q"); !ok {
-			break
-		}
-	}
+	drainBodies(t, e, "q")
 	qdir := filepath.Join(dir, "q")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		bases, _ := segment.List(qdir)
-		if len(bases) > 0 && bases[0] > id {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the key's segment was not deleted: segments %v", bases)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSegmentsPast(t, qdir, id)
 	if _, err := os.Stat(filepath.Join(qdir, keysName)); err != nil {
 		t.Fatalf("keys file: %v", err)
 	}
@@ -152,22 +138,8 @@ func TestIdempotencyKeyOnBatch(t *testing.T) {
 	if st, _ := e.Stats("q"); st.Depth != 14 {
 		t.Fatalf("depth %d, want 14 (nothing stored by the repeats)", st.Depth)
 	}
-	for {
-		if _, ok := deq(t, e, "q"); !ok {
-			break
-		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		bases, _ := segment.List(filepath.Join(dir, "q"))
-		if len(bases) > 0 && bases[0] > first+2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the batch's segment was not deleted: %v", bases)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	drainBodies(t, e, "q")
+	waitSegmentsPast(t, filepath.Join(dir, "q"), first+2)
 	e.Close()
 	e = openT(t, opts)
 	check("after its segment was deleted")
@@ -197,19 +169,11 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 	}
 	// Consume everything, so that the segment of "cut" goes and its key is
 	// carried: by a rewrite, since the file ends in a torn line.
-	for {
-		if _, ok := deq(t, e, "q"); !ok {
-			break
-		}
-	}
+	drainBodies(t, e, "q")
 	for i := range 10 {
 		enq(t, e, "q", fmt.Sprintf("filler-%02d-xxxxxxxxxxxxxxxxxxxx", i), EnqueueOptions{})
 	}
-	for {
-		if _, ok := deq(t, e, "q"); !ok {
-			break
-		}
-	}
+	drainBodies(t, e, "q")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		data, _ := os.ReadFile(filepath.Join(qdir, keysName))
@@ -230,5 +194,35 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 		if _, dup := enqKey(t, e, k, "again"); !dup {
 			t.Errorf("key %q forgotten after the rewrite and a restart", k)
 		}
+	}
+}
+
+// drainBodies dequeues q until it is empty and returns the bodies in order.
+func drainBodies(t *testing.T, e *Engine, q string) []string {
+	t.Helper()
+	var got []string
+	for {
+		m, ok := deq(t, e, q)
+		if !ok {
+			return got
+		}
+		got = append(got, string(m.Body))
+	}
+}
+
+// waitSegmentsPast waits (5 s at most) until the compactor has deleted
+// every segment of qdir holding id, so the oldest one left starts after it.
+func waitSegmentsPast(t *testing.T, qdir string, id uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		bases, _ := segment.List(qdir)
+		if len(bases) > 0 && bases[0] > id {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the segment of id %d was not deleted: segments %v", id, bases)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

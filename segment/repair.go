@@ -34,8 +34,9 @@ type Summary struct {
 // LastID returns the id of the last record, Base-1 when the segment is empty.
 func (s *Summary) LastID() uint64 { return s.Base + s.Records - 1 }
 
-// add folds a good record into the summary.
-func (s *Summary) add(r *Record) {
+// Add folds a good record into the summary (Scan and Writer do; so does
+// mqueue dump, to check a meta file against what it read).
+func (s *Summary) Add(r *Record) {
 	exp := r.ExpiresAt
 	if exp == 0 {
 		exp = NeverExpires
@@ -101,7 +102,7 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 		var ce *CorruptionError
 		switch {
 		case err == nil:
-			pendingSummary.add(&rec)
+			pendingSummary.Add(&rec)
 			pendingSummary.Records = r.n
 			if rec.More {
 				// Good, but it counts only once its batch ends.

@@ -223,7 +223,7 @@ func (w *Writer) Append(recs []Record) error {
 		return fmt.Errorf("append %d records to segment %020d at %d: %w", len(recs), w.sum.Base, w.sum.Bytes, err)
 	}
 	for i := range recs {
-		w.sum.add(&recs[i])
+		w.sum.Add(&recs[i])
 	}
 	w.sum.Records += uint64(len(recs))
 	w.sum.Bytes = end

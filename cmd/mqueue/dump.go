@@ -663,7 +663,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 				st.firstID = rec.ID
 			}
 			st.lastID = rec.ID
-			addToSummary(&st.sum, &rec)
+			st.sum.Add(&rec)
 			st.sum.Records = r.NextID() - base
 			st.validSize = r.Offset()
 			st.tailAt = -1
@@ -837,22 +837,6 @@ func (d *dumper) recordEvent(queue string, base uint64, off int64, rec *segment.
 		ev.PayloadBase64 = &b
 	}
 	return ev
-}
-
-// addToSummary folds a good record into s as segment's Summary does.
-func addToSummary(s *segment.Summary, r *segment.Record) {
-	exp := r.ExpiresAt
-	if exp == 0 {
-		exp = segment.NeverExpires
-	}
-	s.MaxExpiry = max(s.MaxExpiry, exp)
-	if s.FirstEnqueued == 0 {
-		s.FirstEnqueued = r.EnqueuedAt
-	}
-	s.LastEnqueued = r.EnqueuedAt
-	if len(r.Key) > 0 {
-		s.LastKeyed = r.EnqueuedAt
-	}
 }
 
 // checkMeta compares a segment's meta file with what the dump read.
