@@ -48,8 +48,12 @@ type queue struct {
 	curWait *cursorBatch // dequeues waiting for the next cursor write
 	notify  chan struct{}
 
-	segs      []segment.Summary // sealed segments then the active one, by base
-	segBytes  int64             // bytes of all segment files
+	segs     []segment.Summary // sealed segments then the active one, by base
+	segBytes int64             // bytes of all segment files
+	// tail is guarded by tmu, taken after mu when both are held: the
+	// commit loop pushes a batch under tmu alone, so producers queueing
+	// on mu do not wait for the copy.
+	tmu       sync.Mutex
 	tail      memTail
 	committed uint64 // last id readable by consumers
 	nextID    uint64 // next id the commit loop will assign; written under mu by it
@@ -448,9 +452,13 @@ func (q *queue) nextLocked() (segment.Record, error) {
 	now := q.nowMs()
 	for q.readID <= q.committed {
 		var rec segment.Record
-		if r, ok := q.tail.get(q.readID); ok {
+		q.tmu.Lock()
+		r, ok := q.tail.get(q.readID)
+		if ok {
 			rec = *r
-		} else {
+		}
+		q.tmu.Unlock()
+		if !ok {
 			r, err := q.readDiskLocked()
 			if err != nil {
 				if errors.Is(err, errNone) {
@@ -462,7 +470,9 @@ func (q *queue) nextLocked() (segment.Record, error) {
 		}
 		q.readID = rec.ID + 1
 		q.depth--
+		q.tmu.Lock()
 		q.tail.dropBefore(q.readID)
+		q.tmu.Unlock()
 		if rec.Expired(now) {
 			q.expired.Add(1)
 			continue
@@ -573,9 +583,13 @@ func (q *queue) stats() QueueStats {
 		DiskBytes:     q.segBytes,
 	}
 	if q.depth > 0 {
-		if r, ok := q.tail.get(q.readID); ok {
+		q.tmu.Lock()
+		r, ok := q.tail.get(q.readID)
+		if ok {
 			st.OldestEnqueuedAt = r.EnqueuedAt
-		} else {
+		}
+		q.tmu.Unlock()
+		if !ok {
 			// The head is on disk: the enqueue time of the first record of
 			// its segment is a lower bound, exact at segment starts.
 			for _, s := range q.segs {

@@ -135,6 +135,11 @@ func (q *queue) commitBatch(b *batch) {
 	q.committedSum = sum
 	q.e.diskBytes.Add(grown)
 
+	// Into the memory tail before the ids become readable (committed,
+	// below): a consumer finds them there, not on disk.
+	q.tmu.Lock()
+	q.tail.push(b.recs)
+	q.tmu.Unlock()
 	q.mu.Lock()
 	q.nextID = last + 1 // under mu: stats reads it
 	q.segs[len(q.segs)-1] = sum
@@ -144,8 +149,6 @@ func (q *queue) commitBatch(b *batch) {
 	if b.keyed {
 		q.commitKeysLocked(b)
 	}
-	q.tail.push(b.recs)
-	q.tail.dropBefore(q.readID)
 	close(q.notify) // wake long polls: one close for the whole batch
 	q.notify = make(chan struct{})
 	q.mu.Unlock()
@@ -248,7 +251,9 @@ func (q *queue) rotate() error {
 	q.writer = nil
 	q.mu.Lock()
 	q.segs[len(q.segs)-1] = sealed
+	q.tmu.Lock()
 	q.tail.reset()
+	q.tmu.Unlock()
 	q.mu.Unlock()
 	w, err := segment.Create(q.dir, q.nextID)
 	if err != nil {
