@@ -73,6 +73,7 @@ type queue struct {
 	dirty        bool             // written since the last fsync (interval mode)
 	cursorRetry  bool             // a cursor write failed: write the position again
 	spare        []segment.Record // a committed batch's slice, reused by the next
+	next         *batch           // the next pending batch, made before it is needed
 	wake         chan struct{}
 	stopped      chan struct{}
 

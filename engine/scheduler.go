@@ -61,12 +61,16 @@ func (q *queue) run() {
 // commitPending commits the pending batch and the cursor, if either has
 // anything to do.
 func (q *queue) commitPending() {
+	// Allocated before the lock, which producers are queueing on.
+	if q.next == nil {
+		q.next = &batch{done: make(chan struct{}), recs: q.spare}
+		q.spare = nil
+	}
 	q.mu.Lock()
 	var b *batch
 	if len(q.pend.recs) > 0 {
 		b = q.pend
-		q.pend = &batch{done: make(chan struct{}), recs: q.spare}
-		q.spare = nil
+		q.pend, q.next = q.next, nil
 	}
 	cb := q.curWait
 	q.curWait = nil
@@ -140,6 +144,7 @@ func (q *queue) commitBatch(b *batch) {
 	q.tmu.Lock()
 	q.tail.push(b.recs)
 	q.tmu.Unlock()
+	notify := make(chan struct{})
 	q.mu.Lock()
 	q.nextID = last + 1 // under mu: stats reads it
 	q.segs[len(q.segs)-1] = sum
@@ -150,7 +155,7 @@ func (q *queue) commitBatch(b *batch) {
 		q.commitKeysLocked(b)
 	}
 	close(q.notify) // wake long polls: one close for the whole batch
-	q.notify = make(chan struct{})
+	q.notify = notify
 	q.mu.Unlock()
 	q.enqueued.Add(uint64(len(b.recs)))
 	close(b.done)
