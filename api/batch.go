@@ -28,8 +28,11 @@ const (
 	MaxBatchBytes = 10 << 20
 	// MaxIdempotencyKey is the longest Idempotency-Key, in bytes.
 	MaxIdempotencyKey = 128
-	// MaxDelaySeconds is the largest delay a message may ask for.
+	// MaxDelaySeconds is the largest delay a message (or a nack) may ask for.
 	MaxDelaySeconds = 604800
+	// MaxLeaseSeconds is the longest lease (12 hours, as SQS's visibility
+	// timeout).
+	MaxLeaseSeconds = 43200
 )
 
 // batchRequest is the body of POST /api/queue/{name}/batch.
@@ -52,9 +55,6 @@ type batchItem struct {
 func (s *Server) enqueueBatch(c *gin.Context) {
 	name, q, ok := queueAndQuery(c)
 	if !ok {
-		return
-	}
-	if !s.refuseUnbuilt(c, q) {
 		return
 	}
 	if q.Has("ttl") || q.Has("delay") {
@@ -232,6 +232,9 @@ type batchMessage struct {
 	EnqueuedAt    int64   `json:"enqueued_at"`
 	ExpiresAt     int64   `json:"expires_at,omitempty"`
 	DeliveryCount int     `json:"delivery_count"`
+	// Receipt and LeaseExpiresAt are set for a leased message only.
+	Receipt        string `json:"receipt,omitempty"`
+	LeaseExpiresAt int64  `json:"lease_expires_at,omitempty"`
 }
 
 // dequeueBatch serves GET /api/queue/{name}/batch?max=N: up to N messages
@@ -241,7 +244,8 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !s.refuseUnbuilt(c, q) {
+	lease, ok := leaseParam(c, q)
+	if !ok {
 		return
 	}
 	max := uint64(1)
@@ -258,7 +262,7 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 	}
 	ctx, done := s.pollContext(c, wait)
 	defer done()
-	msgs, err := s.eng.Load().DequeueBatch(ctx, name, int(max), MaxBatchBytes, time.Duration(wait)*time.Second)
+	msgs, err := s.eng.Load().LeaseBatch(ctx, name, int(max), MaxBatchBytes, time.Duration(wait)*time.Second, lease)
 	if err != nil {
 		s.engineError(c, "dequeue batch", name, err)
 		return
@@ -279,7 +283,11 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 		if !m.ExpiresAt.IsZero() {
 			bm.ExpiresAt = m.ExpiresAt.UnixMilli()
 		}
-		bm.DeliveryCount = 1 // no leases yet: a message is delivered once
+		bm.DeliveryCount = m.DeliveryCount
+		bm.Receipt = m.Receipt
+		if m.Receipt != "" {
+			bm.LeaseExpiresAt = m.LeaseExpiresAt.UnixMilli()
+		}
 		if utf8.Valid(m.Body) {
 			s := string(m.Body)
 			bm.Body = &s

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -35,8 +36,12 @@ const (
 	CodeInvalidBatch     = "INVALID_BATCH"
 	CodeBatchTooLarge    = "BATCH_TOO_LARGE"
 	CodeInvalidKey       = "INVALID_IDEMPOTENCY_KEY"
+	CodeInvalidLease     = "INVALID_LEASE"
+	CodeInvalidReceipt   = "INVALID_RECEIPT"
+	CodeLeaseExpired     = "LEASE_EXPIRED"
+	CodeTooManyInFlight  = "TOO_MANY_IN_FLIGHT"
 	// CodeNotImplemented answers a part of the SPEC that is not built yet
-	// (leases, delays, idempotency keys), rather than ignoring it.
+	// (delayed messages), rather than ignoring it.
 	CodeNotImplemented = "NOT_IMPLEMENTED"
 )
 
@@ -86,6 +91,13 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 		abortError(c, http.StatusTooManyRequests, CodeQueueFull, "the queue holds its maximum number of messages")
 	case errors.Is(err, engine.ErrDiskFull):
 		abortError(c, 507, CodeDiskFull, "the disk quota is reached; the message was not stored")
+	case errors.Is(err, engine.ErrLeaseExpired):
+		abortError(c, http.StatusGone, CodeLeaseExpired, "no running lease has this receipt here: it was acked, ran out or was nacked, or it is another node's or from before a restart")
+	case errors.Is(err, engine.ErrInvalidReceipt):
+		abortError(c, http.StatusBadRequest, CodeInvalidReceipt, "X-Receipt is not a receipt this server hands out")
+	case errors.Is(err, engine.ErrTooManyInFlight):
+		c.Header("Retry-After", retryAfter)
+		abortError(c, http.StatusTooManyRequests, CodeTooManyInFlight, fmt.Sprintf("the queue holds %d leased or delayed messages; ack some, or dequeue without a lease", engine.MaxInFlight))
 	case errors.Is(err, engine.ErrClosed):
 		abortShuttingDown(c)
 	case c.Request.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -130,9 +131,6 @@ func (s *Server) enqueue(c *gin.Context) {
 		notImplemented(c, "delayed messages are not built yet; nothing was stored")
 		return
 	}
-	if !s.refuseUnbuilt(c, q) {
-		return
-	}
 	key, ok := idempotencyKey(c)
 	if !ok {
 		return
@@ -180,7 +178,8 @@ func (s *Server) dequeue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if !s.refuseUnbuilt(c, q) {
+	lease, ok := leaseParam(c, q)
+	if !ok {
 		return
 	}
 	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
@@ -190,7 +189,7 @@ func (s *Server) dequeue(c *gin.Context) {
 	}
 	ctx, done := s.pollContext(c, wait)
 	defer done()
-	msg, ok, err := s.eng.Load().Dequeue(ctx, name, time.Duration(wait)*time.Second)
+	msg, ok, err := s.eng.Load().Lease(ctx, name, time.Duration(wait)*time.Second, lease)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.engineError(c, "dequeue", name, err)
 		return
@@ -204,6 +203,9 @@ func (s *Server) dequeue(c *gin.Context) {
 		return
 	}
 	setMessageHeaders(h, &msg)
+	if msg.Receipt != "" || msg.DeliveryCount > 1 {
+		setLeaseHeaders(h, &msg)
+	}
 	h["Content-Type"] = hdrOctetStream
 	h["X-Content-Type-Options"] = hdrNoSniff
 	c.Writer.WriteHeader(http.StatusOK)
@@ -233,16 +235,28 @@ func (s *Server) pollContext(c *gin.Context, wait uint64) (ctx context.Context, 
 	return ctx, func() { stop(); cancel() }
 }
 
-// refuseUnbuilt answers 501 NOT_IMPLEMENTED to a request that asks for a
-// lease: that part of the SPEC is not built yet, and a GET served without
-// it would pop for good what the client expects to come back. It reports
-// whether the request may go on.
-func (s *Server) refuseUnbuilt(c *gin.Context, q url.Values) bool {
-	if q.Has("lease") {
-		notImplemented(c, "leases are not built yet; nothing was popped (a plain GET pops for good)")
-		return false
+// leaseParam parses ?lease (absent: no lease), or answers 400
+// INVALID_LEASE: an integer number of seconds in 1..MaxLeaseSeconds.
+func leaseParam(c *gin.Context, q url.Values) (time.Duration, bool) {
+	if !q.Has("lease") {
+		return 0, true
 	}
-	return true
+	n, ok := uintParam(q, "lease", MaxLeaseSeconds)
+	if !ok || n == 0 {
+		abortError(c, http.StatusBadRequest, CodeInvalidLease, fmt.Sprintf("lease must be an integer number of seconds in 1..%d", MaxLeaseSeconds))
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// setLeaseHeaders sets X-Delivery-Count, and X-Receipt and
+// X-Lease-Expires-At of a leased message.
+func setLeaseHeaders(h http.Header, msg *engine.Message) {
+	h["X-Delivery-Count"] = []string{strconv.Itoa(msg.DeliveryCount)}
+	if msg.Receipt != "" {
+		h["X-Receipt"] = []string{msg.Receipt}
+		h["X-Lease-Expires-At"] = []string{strconv.FormatInt(msg.LeaseExpiresAt.UnixMilli(), 10)}
+	}
 }
 
 // idempotencyKey returns the request's Idempotency-Key ("" when absent),

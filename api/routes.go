@@ -57,10 +57,9 @@ func (s *Server) routes() *gin.Engine {
 	api.GET("/queue/:name", s.dequeue)
 	api.POST("/queue/:name/batch", s.enqueueBatch)
 	api.GET("/queue/:name/batch", s.dequeueBatch)
-	// Leases are not built yet: their routes say so instead of 404.
-	for _, verb := range []string{"ack", "nack", "extend"} {
-		api.POST("/queue/:name/"+verb, s.leaseRoute)
-	}
+	api.POST("/queue/:name/ack", s.ack)
+	api.POST("/queue/:name/nack", s.nack)
+	api.POST("/queue/:name/extend", s.extend)
 	api.GET("/stats", s.allStats)
 	api.GET("/stats/:name", s.queueStats)
 	return r
@@ -82,13 +81,4 @@ func (s *Server) readyz(c *gin.Context) {
 	default:
 		c.String(http.StatusOK, "ok")
 	}
-}
-
-// leaseRoute answers POST /api/queue/{name}/ack, nack and extend while
-// leases are not built: 501 NOT_IMPLEMENTED (after the name is checked).
-func (s *Server) leaseRoute(c *gin.Context) {
-	if _, ok := queueName(c); !ok {
-		return
-	}
-	notImplemented(c, "leases are not built yet; no message was leased, so there is nothing to ack, nack or extend")
 }

@@ -25,6 +25,11 @@ func QueueSampler(eng *engine.Engine) func() []metrics.QueueSample {
 				Depth:     st.Depth,
 				Segments:  st.Segments,
 				DiskBytes: st.DiskBytes,
+
+				InFlight:     st.InFlight,
+				Delayed:      st.Delayed,
+				Redelivered:  st.RedeliveredTotal,
+				DeadLettered: st.DeadLetteredTotal,
 			}
 			if st.OldestEnqueuedAt != 0 {
 				out[i].OldestAgeSeconds = max(0, float64(now-st.OldestEnqueuedAt)/1000)

@@ -35,8 +35,11 @@ func (q *queue) compact() {
 	// Idempotency keys of segments about to go are carried to the keys
 	// file first (dedup.go); if that fails, such segments stay.
 	var carry []segment.Summary
+	// Consumed: below the persisted cursor and below every held message
+	// (leased, delayed, visible again), whose body a restart reads back.
+	floor := min(q.persisted, q.minHeldLocked())
 	for i, s := range q.segs {
-		consumed := s.Records == 0 || s.LastID() < q.persisted
+		consumed := s.Records == 0 || s.LastID() < floor
 		expired := s.MaxExpiry != 0 && s.MaxExpiry <= nowMs
 		if i != last && (consumed || expired) && s.LastKeyed != 0 {
 			carry = append(carry, s)
@@ -57,8 +60,9 @@ func (q *queue) compact() {
 			covered = nil
 		}
 	}
+	floor = min(q.persisted, q.minHeldLocked())
 	for i, s := range q.segs {
-		consumed := s.Records == 0 || s.LastID() < q.persisted
+		consumed := s.Records == 0 || s.LastID() < floor
 		expired := s.MaxExpiry != 0 && s.MaxExpiry <= nowMs
 		liveKeys := s.LastKeyed != 0 && s.LastKeyed+q.window() > nowMs
 		if i == last || (!consumed && !expired) || (liveKeys && !covered[s.Base]) {

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,6 +39,9 @@ type Engine struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	diskBytes atomic.Int64
+
+	boot     uint32        // random per Open: receipts of an earlier run are refused
+	leaseSeq atomic.Uint64 // the last lease's receipt sequence, across queues
 }
 
 // lockName starts with a dot so that no valid queue name can collide with it.
@@ -49,6 +53,7 @@ const lockName = ".lock"
 // while the other queues are served.
 func Open(opts Options) (*Engine, error) {
 	opts.setDefaults()
+	boot := rand.Uint32()
 	if opts.Dir == "" {
 		return nil, errors.New("engine: no data directory")
 	}
@@ -66,6 +71,7 @@ func Open(opts Options) (*Engine, error) {
 		failed:  make(map[string]error),
 		created: make(chan struct{}),
 		closing: make(chan struct{}),
+		boot:    boot,
 	}
 	ents, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -196,11 +202,20 @@ func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMes
 // before it returns, covers them all. It returns no messages and no error
 // when none came; the errors are Dequeue's. The bodies must not be modified.
 func (e *Engine) DequeueBatch(ctx context.Context, name string, max int, maxBytes int64, wait time.Duration) ([]Message, error) {
+	return e.LeaseBatch(ctx, name, max, maxBytes, wait, 0)
+}
+
+// LeaseBatch is DequeueBatch under a lease of the given length (0 pops for
+// good): each message carries a receipt, and comes back to a later
+// dequeue unless it is acked before its lease ends. The leases are written
+// before it returns. It fails with ErrTooManyInFlight when the queue holds
+// MaxInFlight messages and none is visible again.
+func (e *Engine) LeaseBatch(ctx context.Context, name string, max int, maxBytes int64, wait, lease time.Duration) ([]Message, error) {
 	var msgs []Message
 	_, err := e.waitFor(ctx, name, wait, func(q *queue) (<-chan struct{}, error) {
 		var ch <-chan struct{}
 		var err error
-		msgs, ch, err = q.dequeueBatch(max, maxBytes)
+		msgs, ch, err = q.dequeueBatch(max, maxBytes, lease)
 		return ch, err
 	})
 	return msgs, err
@@ -210,15 +225,74 @@ func (e *Engine) DequeueBatch(ctx context.Context, name string, max int, maxByte
 // one to arrive. ok is false when none came, ctx was cancelled or the engine
 // began closing during the wait; a call made after Close fails with
 // ErrClosed. The cursor move is persisted before Dequeue returns. The
-// returned Body must not be modified.
+// returned Body must not be modified. A message visible again after a
+// lease comes before newer ones.
 func (e *Engine) Dequeue(ctx context.Context, name string, wait time.Duration) (msg Message, ok bool, err error) {
+	return e.Lease(ctx, name, wait, 0)
+}
+
+// Lease is Dequeue under a lease of the given length (0 pops for good):
+// the message carries a receipt (Ack, Nack, Extend) and is delivered again
+// after the lease ends unless it is acked, or moved to the queue
+// {queue}.dlq once delivered Options.MaxDeliveries times. The lease is
+// written before Lease returns; after a crash every unacked leased
+// message is visible again.
+func (e *Engine) Lease(ctx context.Context, name string, wait, lease time.Duration) (msg Message, ok bool, err error) {
 	ok, err = e.waitFor(ctx, name, wait, func(q *queue) (<-chan struct{}, error) {
 		var ch <-chan struct{}
 		var err error
-		msg, ch, err = q.dequeue()
+		msg, ch, err = q.dequeue(lease)
 		return ch, err
 	})
 	return msg, ok, err
+}
+
+// Ack ends the lease a receipt names for good: the message is never
+// delivered again. It returns once the ack is written (and fsynced as the
+// mode says); ErrLeaseExpired when the lease already ended, or the
+// receipt is another node's or from before a restart; ErrInvalidReceipt
+// when it is not a receipt.
+func (e *Engine) Ack(queue, receipt string) error {
+	q, err := e.leaseQueue(queue, receipt)
+	if err != nil {
+		return err
+	}
+	return q.ack(receipt)
+}
+
+// Nack ends a lease early: the message is visible again after delay (at
+// once for 0) with its delivery count kept. Errors as Ack's.
+func (e *Engine) Nack(queue, receipt string, delay time.Duration) error {
+	q, err := e.leaseQueue(queue, receipt)
+	if err != nil {
+		return err
+	}
+	return q.nack(receipt, delay)
+}
+
+// Extend makes a running lease end lease from now, and returns the new end.
+// Errors as Ack's.
+func (e *Engine) Extend(queue, receipt string, lease time.Duration) (time.Time, error) {
+	q, err := e.leaseQueue(queue, receipt)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return q.extend(receipt, lease)
+}
+
+// leaseQueue returns the queue a receipt is brought to.
+func (e *Engine) leaseQueue(name, receipt string) (*queue, error) {
+	if _, _, err := e.parseReceipt(receipt); err != nil {
+		return nil, err
+	}
+	q, err := e.queue(name, false)
+	if err != nil {
+		return nil, err
+	}
+	if q == nil {
+		return nil, ErrLeaseExpired
+	}
+	return q, nil
 }
 
 // waitFor calls pop on queue until it takes something (ok), fails, or wait

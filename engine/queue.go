@@ -32,6 +32,12 @@ type batch struct {
 type cursorBatch struct {
 	done chan struct{}
 	err  error
+	// Lease log records to write before the cursor (lease.go), or the
+	// whole log when rewrite is set, and how to take back in memory what
+	// they record if the write fails (run in reverse, under mu).
+	log     []byte
+	rewrite bool
+	undo    []func()
 }
 
 // queue is one named FIFO. Its commit loop (scheduler.go) owns the segment
@@ -83,7 +89,18 @@ type queue struct {
 	// keys it holds; the compactor rewrites it when most lines are stale.
 	keyLines, carriedLive int
 
-	enqueued, dequeued, expired atomic.Uint64
+	// Leases (lease.go), under mu.
+	held    map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
+	hidden  hiddenHeap          // leased and delayed, by end
+	visible visibleHeap         // visible again, by id
+	leased  int64               // held messages under a running lease
+	due     atomic.Int64        // the earliest end in hidden (0 none), for the commit loop's timer
+	// The lease log, owned by the commit loop.
+	leaseFile    *os.File
+	leaseRecs    int  // records in it
+	leaseRewrite bool // rewrite it whole from memory at the next turn
+
+	enqueued, dequeued, expired, redelivered, deadLettered atomic.Uint64
 }
 
 func (q *queue) nowMs() int64 { return q.e.opts.Now().UnixMilli() }
@@ -100,6 +117,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		notify:  make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
+		held:    map[uint64]*heldMsg{},
 	}
 	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
 	if err := os.Mkdir(dir, 0o750); err == nil {
@@ -221,6 +239,9 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		if s.Records > 0 && s.LastID() >= readID {
 			q.depth += int64(s.LastID() - max(readID, s.Base) + 1)
 		}
+	}
+	if err := q.loadLeases(); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
@@ -363,42 +384,65 @@ func (q *queue) kick() {
 // errNone means no message is ready; notify is the channel to wait on.
 var errNone = errors.New("no message")
 
-// dequeue pops the next unexpired message and waits until the cursor move
-// is written (and fsynced as the mode says). When there is none it returns
-// errNone and the channel that is closed when messages are committed.
-func (q *queue) dequeue() (Message, <-chan struct{}, error) {
+// dequeue pops the next unexpired message (one visible again after a
+// lease first), for good or, with lease > 0, under a lease, and waits
+// until the cursor move and lease records are written (and fsynced as the
+// mode says). When there is none it returns errNone and the channel that
+// is closed when messages are committed or become visible again.
+func (q *queue) dequeue(lease time.Duration) (Message, <-chan struct{}, error) {
 	q.mu.Lock()
-	if q.closing {
+	now, err := q.startPopLocked(lease)
+	if err != nil {
 		q.mu.Unlock()
-		return Message{}, nil, ErrClosed
+		return Message{}, nil, err
 	}
-	rec, err := q.nextLocked()
+	rec, m, err := q.popLocked(now)
 	if err != nil {
 		ch := q.notify
 		q.mu.Unlock()
 		return Message{}, ch, err
 	}
-	msg := toMessage(&rec)
+	msg := q.deliverLocked(rec, m, lease, now, q.joinLocked())
 	if err := q.persistReadLocked(); err != nil {
 		return Message{}, nil, err
 	}
 	return msg, nil, nil
 }
 
+// startPopLocked checks that a dequeue may go on and makes due leases
+// visible first. It returns the time the dequeue works at.
+func (q *queue) startPopLocked(lease time.Duration) (int64, error) {
+	if q.closing {
+		return 0, ErrClosed
+	}
+	now := q.nowMs()
+	if dead, _ := q.promoteLocked(now); len(dead) > 0 {
+		go q.deadLetter(dead)
+	}
+	if lease > 0 && len(q.visible) == 0 && len(q.held) >= MaxInFlight {
+		return 0, fmt.Errorf("%w: %d held", ErrTooManyInFlight, len(q.held))
+	}
+	return now, nil
+}
+
 // dequeueBatch pops up to max unexpired messages, stopping early once their
 // bodies reach maxBytes (it always takes one), and waits for one cursor
 // write for all of them. With none ready it returns errNone and the channel
 // closed when messages are committed, like dequeue.
-func (q *queue) dequeueBatch(max int, maxBytes int64) ([]Message, <-chan struct{}, error) {
+func (q *queue) dequeueBatch(max int, maxBytes int64, lease time.Duration) ([]Message, <-chan struct{}, error) {
 	q.mu.Lock()
-	if q.closing {
+	now, err := q.startPopLocked(lease)
+	if err != nil {
 		q.mu.Unlock()
-		return nil, nil, ErrClosed
+		return nil, nil, err
 	}
 	var msgs []Message
 	var bytes int64
 	for len(msgs) < max && bytes < maxBytes {
-		rec, err := q.nextLocked()
+		if lease > 0 && len(q.visible) == 0 && len(q.held) >= MaxInFlight {
+			break
+		}
+		rec, m, err := q.popLocked(now)
 		if errors.Is(err, errNone) {
 			break
 		}
@@ -409,7 +453,7 @@ func (q *queue) dequeueBatch(max int, maxBytes int64) ([]Message, <-chan struct{
 			q.mu.Unlock()
 			return nil, nil, err
 		}
-		msgs = append(msgs, toMessage(&rec))
+		msgs = append(msgs, q.deliverLocked(rec, m, lease, now, q.joinLocked()))
 		bytes += int64(len(rec.Payload))
 	}
 	if len(msgs) == 0 {
@@ -435,11 +479,7 @@ func toMessage(rec *segment.Record) Message {
 // persistReadLocked joins the next cursor write, unlocks q.mu and waits
 // until the read position is written (and fsynced as the mode says).
 func (q *queue) persistReadLocked() error {
-	cb := q.curWait
-	if cb == nil {
-		cb = &cursorBatch{done: make(chan struct{})}
-		q.curWait = cb
-	}
+	cb := q.joinLocked()
 	q.mu.Unlock()
 	q.kick()
 	<-cb.done
@@ -574,7 +614,7 @@ func (q *queue) stats() QueueStats {
 	defer q.mu.Unlock()
 	st := QueueStats{
 		Queue:         q.name,
-		Depth:         q.depth,
+		Depth:         q.depth + int64(len(q.visible)),
 		NextID:        q.nextID,
 		ReadID:        q.readID,
 		EnqueuedTotal: q.enqueued.Load(),
@@ -582,6 +622,11 @@ func (q *queue) stats() QueueStats {
 		ExpiredTotal:  q.expired.Load(),
 		Segments:      len(q.segs),
 		DiskBytes:     q.segBytes,
+
+		InFlight:          q.leased,
+		Delayed:           int64(len(q.hidden)) - q.leased,
+		DeadLetteredTotal: q.deadLettered.Load(),
+		RedeliveredTotal:  q.redelivered.Load(),
 	}
 	if q.depth > 0 {
 		q.tmu.Lock()
@@ -600,6 +645,10 @@ func (q *queue) stats() QueueStats {
 				}
 			}
 		}
+	}
+	if len(q.visible) > 0 {
+		// Visible again after a lease: older than anything at the cursor.
+		st.OldestEnqueuedAt = q.visible[0].rec.EnqueuedAt
 	}
 	return st
 }

@@ -30,6 +30,27 @@ func (q *queue) run() {
 	}
 	compact := time.NewTicker(opts.CompactInterval)
 	defer compact.Stop()
+	// The lease timer fires when the earliest lease or nack delay ends
+	// (q.due, published under mu); idle without leases.
+	leaseTimer := time.NewTimer(time.Hour)
+	leaseTimer.Stop()
+	defer leaseTimer.Stop()
+	var leaseDue <-chan time.Time
+	var armed int64
+	armLease := func() {
+		due := q.due.Load()
+		if due == armed {
+			return
+		}
+		armed = due
+		if due == 0 {
+			leaseTimer.Stop()
+			leaseDue = nil
+			return
+		}
+		leaseTimer.Reset(time.Duration(due-q.nowMs()) * time.Millisecond)
+		leaseDue = leaseTimer.C
+	}
 	for {
 		select {
 		case <-q.wake:
@@ -40,6 +61,9 @@ func (q *queue) run() {
 			// at wrk -c100; 13-15 with it, see docs/PERFORMANCE.md).
 			runtime.Gosched()
 			q.commitPending()
+		case <-leaseDue:
+			leaseDue, armed = nil, 0
+			q.expireLeases()
 		case <-syncDue:
 			syncDue = nil
 			q.backgroundSync() // leaves dirty set on failure: retried next period
@@ -55,6 +79,7 @@ func (q *queue) run() {
 			return
 		}
 		armSync()
+		armLease()
 	}
 }
 
@@ -74,6 +99,11 @@ func (q *queue) commitPending() {
 	}
 	cb := q.curWait
 	q.curWait = nil
+	if cb != nil && (q.leaseRewrite || len(cb.log) > 0 && q.leaseRecs > 2*len(q.held)+4096) {
+		// Replace the lease log with the live records, as of this turn's
+		// changes (all made under mu, before this point).
+		cb.log, cb.rewrite = q.leaseSnapshotLocked(), true
+	}
 	target := q.readID
 	q.mu.Unlock()
 
@@ -317,13 +347,22 @@ func (q *queue) failBatch(b *batch, err error) {
 // for it. On failure those dequeues get an error and the position goes
 // back to the last one written, so their messages are delivered again.
 func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
-	err := q.cursor.write(target)
-	if err == nil && q.e.opts.Fsync == FsyncAlways {
-		start := time.Now()
-		err = q.cursor.sync()
-		q.observeFsync(start)
-	} else if err == nil {
-		q.dirty = true
+	var err error
+	leases := cb != nil && (len(cb.log) > 0 || cb.rewrite)
+	if leases {
+		// Before the cursor: a lease is on disk no later than the move
+		// past its message.
+		err = q.writeLeaseLog(cb)
+	}
+	if err == nil && (!leases || target != q.persisted || q.cursorRetry) {
+		err = q.cursor.write(target)
+		if err == nil && q.e.opts.Fsync == FsyncAlways {
+			start := time.Now()
+			err = q.cursor.sync()
+			q.observeFsync(start)
+		} else if err == nil {
+			q.dirty = true
+		}
 	}
 	if err == nil {
 		q.persisted = target
@@ -334,7 +373,7 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 		return
 	}
 	q.e.opts.Metrics.IncWriteError()
-	q.log.ErrorContext(RepeatingLog, "cursor write failed; dequeues not acknowledged", "err", err)
+	q.log.ErrorContext(RepeatingLog, "cursor or lease log write failed; dequeues and acks not acknowledged", "err", err)
 	// The failed position may sit in the page cache and reach the disk
 	// later; the next turn (at the latest the compactor's, within a second,
 	// or the final one at close) writes the rewound one over it, in a newer
@@ -347,7 +386,11 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 	if next := q.curWait; next != nil {
 		q.curWait = nil
 		next.err = err
+		undo(next)
 		close(next.done)
+	}
+	if cb != nil {
+		undo(cb)
 	}
 	q.rewindLocked(q.persisted)
 	q.mu.Unlock()
@@ -355,6 +398,14 @@ func (q *queue) commitCursor(target uint64, cb *cursorBatch) {
 		cb.err = err
 		close(cb.done)
 	}
+}
+
+// undo takes back in memory what a failed turn's lease records recorded.
+func undo(cb *cursorBatch) {
+	for i := len(cb.undo) - 1; i >= 0; i-- {
+		cb.undo[i]()
+	}
+	cb.undo = nil
 }
 
 // rewindLocked moves readID back to id, recounting depth. Counters of
@@ -394,6 +445,11 @@ func (q *queue) backgroundSync() {
 		q.log.ErrorContext(RepeatingLog, "background cursor fsync failed", "err", err)
 		return
 	}
+	if err := q.syncLeaseLog(); err != nil {
+		q.e.opts.Metrics.IncWriteError()
+		q.log.ErrorContext(RepeatingLog, "background lease log fsync failed", "err", err)
+		return
+	}
 	q.observeFsync(start)
 	q.dirty = false
 }
@@ -408,6 +464,12 @@ func (q *queue) shutdown() {
 	}
 	if err := q.cursor.close(); err != nil {
 		q.log.Error("close cursor", "err", err)
+	}
+	if q.leaseFile != nil {
+		if err := q.syncLeaseLog(); err != nil {
+			q.log.Error("final lease log fsync failed", "err", err)
+		}
+		q.leaseFile.Close()
 	}
 	if q.writer != nil && q.writer.Broken() != nil {
 		// Cut what the failed batch left in the file, so that the next

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/mqueue/mqueue/metrics"
@@ -33,6 +34,14 @@ var (
 	ErrDuplicate = errors.New("engine: duplicate idempotency key")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("engine: data directory locked")
+	// ErrLeaseExpired: the receipt names no running lease here (acked,
+	// expired, nacked, from another node or from before a restart).
+	ErrLeaseExpired = errors.New("engine: lease expired or unknown")
+	// ErrInvalidReceipt: the receipt is not one this engine hands out.
+	ErrInvalidReceipt = errors.New("engine: invalid receipt")
+	// ErrTooManyInFlight: the queue holds MaxInFlight messages leased,
+	// delayed or visible again; plain dequeues still work.
+	ErrTooManyInFlight = errors.New("engine: too many messages in flight")
 )
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
@@ -100,6 +109,12 @@ type Options struct {
 	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
 	CompactInterval time.Duration
+	// MaxDeliveries moves a leased message that was delivered this many
+	// times without an ack to the queue {name}.dlq (0 = no limit).
+	MaxDeliveries int64
+	// Node names this engine in lease receipts (default the host name), so
+	// that a receipt brought to another node is refused.
+	Node string
 	// Logger receives the engine's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics receives the engine's metrics; nil records nothing.
@@ -129,6 +144,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Node == "" {
+		o.Node, _ = os.Hostname()
+		if o.Node == "" {
+			o.Node = "mqueue"
+		}
 	}
 }
 
@@ -166,6 +187,13 @@ type Message struct {
 	EnqueuedAt time.Time
 	// ExpiresAt is the zero time when the message never expires.
 	ExpiresAt time.Time
+	// DeliveryCount is 1 on the first delivery, more after leases ran out.
+	DeliveryCount int
+	// Receipt names the lease of a leased message ("" otherwise); it acks,
+	// nacks and extends it.
+	Receipt string
+	// LeaseExpiresAt is when the lease ends (zero without a lease).
+	LeaseExpiresAt time.Time
 }
 
 // QueueStats is one queue's figures, as served by GET /api/stats.
@@ -182,6 +210,13 @@ type QueueStats struct {
 	// OldestEnqueuedAt is the unix ms enqueue time of the oldest unconsumed
 	// message, 0 when the queue is empty.
 	OldestEnqueuedAt int64 `json:"oldest_enqueued_at"`
+	// InFlight counts leased messages, Delayed those a nack hid for a
+	// while; Depth counts messages visible again after a lease.
+	InFlight          int64  `json:"in_flight"`
+	Delayed           int64  `json:"delayed"`
+	DeadLetteredTotal uint64 `json:"dead_lettered_total"`
+	// RedeliveredTotal counts deliveries after the first (a metric only).
+	RedeliveredTotal uint64 `json:"-"`
 }
 
 // ValidQueueName reports whether name matches

@@ -106,6 +106,10 @@ type QueueSample struct {
 	Segments         int
 	DiskBytes        int64
 	OldestAgeSeconds float64
+	InFlight         int64  // leased
+	Delayed          int64  // hidden by a nack's delay
+	Redelivered      uint64 // deliveries after the first
+	DeadLettered     uint64 // moved to {queue}.dlq
 }
 
 // RegisterQueues registers a collector that calls snapshot at every scrape
@@ -124,6 +128,10 @@ var (
 	descSegments = prometheus.NewDesc(namespace+"_segments", "Segment files on disk.", labels, nil)
 	descDisk     = prometheus.NewDesc(namespace+"_disk_bytes", "Bytes of segment files on disk.", labels, nil)
 	descOldest   = prometheus.NewDesc(namespace+"_oldest_message_age_seconds", "Age of the oldest unconsumed message; 0 when the queue is empty.", labels, nil)
+	descInFlight = prometheus.NewDesc(namespace+"_messages_in_flight", "Messages under a running lease.", labels, nil)
+	descDelayed  = prometheus.NewDesc(namespace+"_messages_delayed", "Messages hidden until a nack's delay ends.", labels, nil)
+	descRedeliv  = prometheus.NewDesc(namespace+"_messages_redelivered_total", "Deliveries of a message after its first (its lease ran out or was nacked) since the process started.", labels, nil)
+	descDead     = prometheus.NewDesc(namespace+"_messages_dead_lettered_total", "Messages moved to the queue's .dlq after --max-deliveries since the process started.", labels, nil)
 )
 
 type queueCollector struct {
@@ -131,7 +139,7 @@ type queueCollector struct {
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEnqueued, descDequeued, descExpired, descDepth, descSegments, descDisk, descOldest} {
+	for _, d := range []*prometheus.Desc{descEnqueued, descDequeued, descExpired, descDepth, descSegments, descDisk, descOldest, descInFlight, descDelayed, descRedeliv, descDead} {
 		ch <- d
 	}
 }
@@ -145,6 +153,10 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(s.Segments), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descDisk, prometheus.GaugeValue, float64(s.DiskBytes), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, s.OldestAgeSeconds, s.Queue)
+		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(s.InFlight), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descDelayed, prometheus.GaugeValue, float64(s.Delayed), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descRedeliv, prometheus.CounterValue, float64(s.Redelivered), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(s.DeadLettered), s.Queue)
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 //	queue NAME
 //	  cursor ok read_id=N seq=N slot=N | cursor absent|empty | cursor corrupt bytes=N
 //	  hwm ok value=N | hwm absent | hwm corrupt bytes=N
+//	  leases records=N held=N bad=N torn_bytes=N [held_ids=ID,...]  (only with a lease log; 20 ids at most)
 //	  broken file=NAME bytes=N            (bytes a repair cut off a torn tail)
 //	  deleting dir=NAME                   (a deletion a crash interrupted)
 //	  segment NAME file=QUEUE/NAME/FILE
@@ -69,7 +70,7 @@ import (
 // as unix ms ("..._ms", 0 = none) and as RFC 3339 strings (null = none).
 //
 //	{"type":"queue","queue","cursor":{"state","read_id","seq","slot","bytes"},
-//	 "hwm":{"state","value","bytes"},"broken":[{"file","bytes"}],"deleting":[NAME],"segments"}
+//	 "hwm":{"state","value","bytes"},"leases":{"records","held":[ID],"bad","torn_bytes"} (only with a lease log),"broken":[{"file","bytes"}],"deleting":[NAME],"segments"}
 //	  state: absent | empty | ok | corrupt | unreadable
 //	{"type":"record","queue","segment","offset","id","enqueued_at","enqueued_at_ms",
 //	 "expires_at","expires_at_ms","size","crc":"ok","preview","more_bytes"[,"payload_base64"]}
@@ -287,19 +288,31 @@ type hwmInfo struct {
 	Bytes int64  `json:"bytes"`
 }
 
+// leasesInfo is a queue's lease log: its records, the ids leased and not
+// done (held: delivered again after a restart if below the cursor), and
+// the records whose CRC failed (bad) or that a crash cut short (torn
+// bytes at the end).
+type leasesInfo struct {
+	Records int      `json:"records"`
+	Held    []uint64 `json:"held"`
+	Bad     int      `json:"bad"`
+	Torn    int      `json:"torn_bytes"`
+}
+
 type fileInfo struct {
 	File  string `json:"file"`
 	Bytes int64  `json:"bytes"`
 }
 
 type queueEvent struct {
-	Type     string     `json:"type"`
-	Queue    string     `json:"queue"`
-	Cursor   cursorInfo `json:"cursor"`
-	HWM      hwmInfo    `json:"hwm"`
-	Broken   []fileInfo `json:"broken"`
-	Deleting []string   `json:"deleting"`
-	Segments int        `json:"segments"`
+	Type     string      `json:"type"`
+	Queue    string      `json:"queue"`
+	Cursor   cursorInfo  `json:"cursor"`
+	HWM      hwmInfo     `json:"hwm"`
+	Leases   *leasesInfo `json:"leases,omitempty"` // no lease log: never leased
+	Broken   []fileInfo  `json:"broken"`
+	Deleting []string    `json:"deleting"`
+	Segments int         `json:"segments"`
 }
 
 // segmentStart only has a text form: JSON gives everything in the segment
@@ -456,6 +469,11 @@ func (d *dumper) queue(name string) bool {
 	if ev.HWM.State == "corrupt" {
 		d.addProblem(problem{text: fmt.Sprintf("queue %s file %s: corrupt: %d bytes, want %d with a valid crc32c", name, hwmFileName, ev.HWM.Bytes, hwmSize), offset: -1})
 	}
+	var leasesErr error
+	ev.Leases, leasesErr = readLeases(dir)
+	if ev.Leases != nil && ev.Leases.Bad > 0 {
+		d.addProblem(problem{text: fmt.Sprintf("queue %s file %s: %d corrupt records", name, leasesFileName, ev.Leases.Bad), offset: -1})
+	}
 	ents, err := os.ReadDir(dir)
 	var bases []uint64
 	for _, e := range ents {
@@ -483,6 +501,9 @@ func (d *dumper) queue(name string) bool {
 	}
 	if hwmErr != nil {
 		d.ioError(name, 0, fmt.Sprintf("queue %s: read %s: %v", name, hwmFileName, hwmErr))
+	}
+	if leasesErr != nil {
+		d.ioError(name, 0, fmt.Sprintf("queue %s: read %s: %v", name, leasesFileName, leasesErr))
 	}
 	if err != nil {
 		d.ioError(name, 0, fmt.Sprintf("queue %s: list segments: %v", name, err))
@@ -926,6 +947,30 @@ func readHWM(dir string) (hwmInfo, error) {
 	return h, nil
 }
 
+// leasesFileName is the queue's lease log (engine/lease.go).
+const leasesFileName = "leases"
+
+// readLeases reads a queue's lease log as the engine does at start; nil
+// when there is none.
+func readLeases(dir string) (*leasesInfo, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, leasesFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	count, done, bad, torn := engine.DecodeLeaseLog(raw)
+	li := &leasesInfo{Records: len(raw) / engine.LeaseRecordSize, Bad: bad, Torn: torn, Held: []uint64{}}
+	for id := range count {
+		if !done[id] {
+			li.Held = append(li.Held, id)
+		}
+	}
+	slices.Sort(li.Held)
+	return li, nil
+}
+
 func dirGone(dir string) bool {
 	_, err := os.Stat(dir)
 	return errors.Is(err, fs.ErrNotExist)
@@ -1041,6 +1086,21 @@ func (d *dumper) emitText(ev any) {
 			fmt.Fprintf(&b, "  hwm corrupt bytes=%d\n", h.Bytes)
 		default:
 			fmt.Fprintf(&b, "  hwm %s\n", h.State)
+		}
+		if l := e.Leases; l != nil {
+			fmt.Fprintf(&b, "  leases records=%d held=%d bad=%d torn_bytes=%d", l.Records, len(l.Held), l.Bad, l.Torn)
+			if len(l.Held) > 0 {
+				ids := make([]string, 0, min(len(l.Held), 20))
+				for _, id := range l.Held[:min(len(l.Held), 20)] {
+					ids = append(ids, strconv.FormatUint(id, 10))
+				}
+				more := ""
+				if len(l.Held) > 20 {
+					more = ",..."
+				}
+				fmt.Fprintf(&b, " held_ids=%s%s", strings.Join(ids, ","), more)
+			}
+			b.WriteByte('\n')
 		}
 		for _, f := range e.Broken {
 			fmt.Fprintf(&b, "  broken file=%s bytes=%d\n", f.File, f.Bytes)

@@ -118,7 +118,7 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&raw.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&cfg.pprof, "pprof", "", "listen `address` for net/http/pprof on its own listener (e.g. 127.0.0.1:6060); empty = off")
-	fs.Int64Var(&cfg.maxDeliveries, "max-deliveries", 0, "deliveries before a message moves to {queue}.dlq, 0 = no limit; used by leases, a later feature")
+	fs.Int64Var(&cfg.maxDeliveries, "max-deliveries", 0, "leased deliveries without an ack after which a message moves to the queue {queue}.dlq, 0 = no limit")
 	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered (at least 1s); a repeat within it answers 200 with the original id")
 	return fs
 }
@@ -343,6 +343,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		MaxDiskBytes:  cfg.maxDiskBytes,
 		MaxQueueDepth: cfg.maxQueueDepth,
 		DedupWindow:   cfg.dedupWindow,
+		MaxDeliveries: cfg.maxDeliveries,
 		Logger:        log,
 		Metrics:       engMetrics,
 	})

@@ -1,0 +1,630 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mqueue/mqueue/segment"
+)
+
+// Leases (GET ?lease=N), acks, nacks, extensions and dead letters.
+//
+// A leased message leaves the cursor's stream like a popped one: the
+// cursor moves past it. The queue then holds it in memory (held) until it
+// is acked, or until its lease runs out and it is visible again, ahead of
+// newer messages (the visible heap, by id). What a crash must not lose
+// goes to the queue's lease log before the cursor move it belongs to and
+// before the reply: a lease record (id, delivery count) when a message is
+// leased, an ack record when it is acked, popped for good after a
+// redelivery, or moved to the dead-letter queue. At start every id below
+// the cursor with a lease record and no ack is visible again with its
+// count, its body read back from its segment, which the compactor keeps
+// while any id in it is held. Lease ends, nack delays and extensions live
+// in memory only: after a crash every held message is visible at once
+// (SPEC: at-least-once; an acked one never comes back).
+
+// heldMsg is a message below the cursor that is not done: leased, waiting
+// out a nack's delay, visible again, or being moved to the DLQ.
+type heldMsg struct {
+	rec    segment.Record
+	count  uint32 // deliveries so far
+	until  int64  // unix ms: the lease's end, or the nack delay's; 0 when visible
+	seq    uint64 // the current lease's receipt sequence; 0 when not leased
+	moving bool   // on its way to the DLQ (in neither heap)
+	hidx   int    // index in q.hidden, -1 when not there
+	vidx   int    // index in q.visible, -1 when not there
+}
+
+// hiddenHeap orders leased and delayed messages by when they end.
+type hiddenHeap []*heldMsg
+
+func (h hiddenHeap) Len() int           { return len(h) }
+func (h hiddenHeap) Less(i, j int) bool { return h[i].until < h[j].until }
+func (h hiddenHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *hiddenHeap) Push(x any) { m := x.(*heldMsg); m.hidx = len(*h); *h = append(*h, m) }
+func (h *hiddenHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	m.hidx = -1
+	return m
+}
+
+// visibleHeap orders messages that are visible again by id.
+type visibleHeap []*heldMsg
+
+func (h visibleHeap) Len() int           { return len(h) }
+func (h visibleHeap) Less(i, j int) bool { return h[i].rec.ID < h[j].rec.ID }
+func (h visibleHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].vidx, h[j].vidx = i, j
+}
+func (h *visibleHeap) Push(x any) { m := x.(*heldMsg); m.vidx = len(*h); *h = append(*h, m) }
+func (h *visibleHeap) Pop() any {
+	old := *h
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	m.vidx = -1
+	return m
+}
+
+// MaxInFlight is how many messages one queue holds leased, delayed by a
+// nack or visible again at most (SQS's limit of in-flight messages). Their
+// bodies are kept in memory; a lease beyond it is refused with
+// ErrTooManyInFlight, plain dequeues go on.
+const MaxInFlight = 120000
+
+// LeaseRecordSize is the size of a lease log record (the file "leases"
+// in a queue's directory): [crc32c u32][kind u8][id u64][count u32], the
+// CRC over the 13 bytes after it; kind 1 leases the id (count: its
+// deliveries so far), kind 2 ends it.
+const LeaseRecordSize = leaseRecSize
+
+const (
+	leasesName    = "leases"
+	leaseRecSize  = 17
+	leaseKindHold = 1 // the message is leased; count is its deliveries so far
+	leaseKindDone = 2 // acked, popped for good, or moved to the DLQ
+)
+
+func appendLeaseRec(dst []byte, kind byte, id uint64, count uint32) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, kind)
+	dst = binary.LittleEndian.AppendUint64(dst, id)
+	dst = binary.LittleEndian.AppendUint32(dst, count)
+	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], crcTable))
+	return dst
+}
+
+// DecodeLeaseLog parses a lease log: for each id the delivery count of its
+// last lease record and whether a done record followed. bad counts records
+// whose CRC or kind is wrong (skipped); torn is the length of an incomplete
+// record at the end.
+func DecodeLeaseLog(b []byte) (count map[uint64]uint32, done map[uint64]bool, bad, torn int) {
+	count, done = map[uint64]uint32{}, map[uint64]bool{}
+	for len(b) >= leaseRecSize {
+		r := b[:leaseRecSize]
+		b = b[leaseRecSize:]
+		if crc32.Checksum(r[4:], crcTable) != binary.LittleEndian.Uint32(r) {
+			bad++
+			continue
+		}
+		id := binary.LittleEndian.Uint64(r[5:])
+		switch r[4] {
+		case leaseKindHold:
+			count[id] = binary.LittleEndian.Uint32(r[13:])
+			delete(done, id)
+		case leaseKindDone:
+			done[id] = true
+		default:
+			bad++
+		}
+	}
+	return count, done, bad, len(b)
+}
+
+// receipt encodes a lease's receipt: opaque to clients, it names the
+// message, the lease and the node (which must see the ack).
+func (e *Engine) receipt(id, seq uint64) string {
+	var b [20]byte
+	binary.LittleEndian.PutUint64(b[0:], id)
+	binary.LittleEndian.PutUint64(b[8:], seq)
+	binary.LittleEndian.PutUint32(b[16:], e.boot)
+	return base64.RawURLEncoding.EncodeToString(b[:]) + "." + e.opts.Node
+}
+
+// parseReceipt returns the id and lease sequence a receipt names. A
+// receipt of another node or of an earlier run of this one is
+// ErrLeaseExpired: its lease is not known here.
+func (e *Engine) parseReceipt(r string) (id, seq uint64, err error) {
+	enc, node, ok := strings.Cut(r, ".")
+	b, derr := base64.RawURLEncoding.DecodeString(enc)
+	if !ok || derr != nil || len(b) != 20 {
+		return 0, 0, ErrInvalidReceipt
+	}
+	if node != e.opts.Node {
+		return 0, 0, fmt.Errorf("%w: the receipt is from node %q, this is %q", ErrLeaseExpired, node, e.opts.Node)
+	}
+	if binary.LittleEndian.Uint32(b[16:]) != e.boot {
+		return 0, 0, fmt.Errorf("%w: the receipt is from before a restart", ErrLeaseExpired)
+	}
+	return binary.LittleEndian.Uint64(b[0:]), binary.LittleEndian.Uint64(b[8:]), nil
+}
+
+// joinLocked returns the cursor batch that the next commit turn persists.
+func (q *queue) joinLocked() *cursorBatch {
+	if q.curWait == nil {
+		q.curWait = &cursorBatch{done: make(chan struct{})}
+	}
+	return q.curWait
+}
+
+// dueLocked publishes the earliest end in q.hidden to the commit loop's
+// timer, and wakes the loop when it moved earlier.
+func (q *queue) dueLocked() {
+	var due int64
+	if len(q.hidden) > 0 {
+		due = q.hidden[0].until
+	}
+	if old := q.due.Swap(due); due != 0 && (old == 0 || due < old) {
+		q.kick()
+	}
+}
+
+// promoteLocked makes held messages whose lease or delay ended visible
+// again, or takes those that reached MaxDeliveries out for the DLQ (marked
+// moving; the caller hands them to deadLetter after unlocking). It reports
+// whether any became visible.
+func (q *queue) promoteLocked(now int64) (dead []*heldMsg, woke bool) {
+	if len(q.hidden) == 0 || q.hidden[0].until > now {
+		return nil, false
+	}
+	for len(q.hidden) > 0 && q.hidden[0].until <= now {
+		m := heap.Pop(&q.hidden).(*heldMsg)
+		if m.seq != 0 {
+			m.seq = 0
+			q.leased--
+		}
+		m.until = 0
+		if max := q.e.opts.MaxDeliveries; max > 0 && int64(m.count) >= max {
+			m.moving = true
+			dead = append(dead, m)
+			continue
+		}
+		heap.Push(&q.visible, m)
+		woke = true
+	}
+	q.dueLocked()
+	return dead, woke
+}
+
+// expireLeases runs on the commit loop when the earliest lease or delay
+// ends: it wakes long polls for what became visible and starts moving
+// what reached MaxDeliveries.
+func (q *queue) expireLeases() {
+	q.mu.Lock()
+	dead, woke := q.promoteLocked(q.nowMs())
+	if woke {
+		close(q.notify)
+		q.notify = make(chan struct{})
+	}
+	q.mu.Unlock()
+	if len(dead) > 0 {
+		go q.deadLetter(dead)
+	}
+}
+
+// popLocked takes the next message to deliver: the lowest id visible again,
+// else the cursor's next. m is nil for a message from the cursor.
+func (q *queue) popLocked(now int64) (rec segment.Record, m *heldMsg, err error) {
+	for len(q.visible) > 0 {
+		m = heap.Pop(&q.visible).(*heldMsg)
+		if m.rec.Expired(now) {
+			// Not logged: a restart finds it expired again.
+			delete(q.held, m.rec.ID)
+			q.expired.Add(1)
+			continue
+		}
+		return m.rec, m, nil
+	}
+	rec, err = q.nextLocked()
+	return rec, nil, err
+}
+
+// deliverLocked hands out rec (popped by popLocked) for good (lease 0) or
+// under a lease, and records in cb what the commit turn must write and
+// how to take it back if that fails. It returns the message as the caller
+// answers it.
+func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duration, now int64, cb *cursorBatch) Message {
+	msg := toMessage(&rec)
+	msg.DeliveryCount = 1
+	if m != nil {
+		msg.DeliveryCount = int(m.count) + 1
+		q.redelivered.Add(1)
+		cb.undo = append(cb.undo, func() { q.redelivered.Add(^uint64(0)) })
+	}
+	switch {
+	case lease == 0 && m == nil:
+		// The cursor move is the whole record of it.
+	case lease == 0:
+		delete(q.held, rec.ID)
+		cb.log = appendLeaseRec(cb.log, leaseKindDone, rec.ID, 0)
+		cb.undo = append(cb.undo, func() {
+			q.held[rec.ID] = m
+			heap.Push(&q.visible, m)
+		})
+	default:
+		if m == nil {
+			m = &heldMsg{rec: rec, hidx: -1, vidx: -1}
+			q.held[rec.ID] = m
+			cb.undo = append(cb.undo, func() { delete(q.held, rec.ID) })
+		} else {
+			cb.undo = append(cb.undo, func() { heap.Push(&q.visible, m) })
+		}
+		m.count++
+		m.seq = q.e.leaseSeq.Add(1)
+		m.until = now + lease.Milliseconds()
+		q.leased++
+		heap.Push(&q.hidden, m)
+		q.dueLocked()
+		cb.log = appendLeaseRec(cb.log, leaseKindHold, rec.ID, m.count)
+		cb.undo = append(cb.undo, func() {
+			heap.Remove(&q.hidden, m.hidx)
+			m.count--
+			m.seq, m.until = 0, 0
+			q.leased--
+		})
+		msg.Receipt = q.e.receipt(rec.ID, m.seq)
+		msg.LeaseExpiresAt = time.UnixMilli(m.until)
+	}
+	return msg
+}
+
+// leaseLocked finds the held message a receipt names while its lease runs.
+func (q *queue) leaseLocked(receipt string, now int64) (*heldMsg, error) {
+	id, seq, err := q.e.parseReceipt(receipt)
+	if err != nil {
+		return nil, err
+	}
+	m := q.held[id]
+	if m == nil || m.seq != seq || m.until <= now {
+		return nil, ErrLeaseExpired
+	}
+	return m, nil
+}
+
+// ack ends the lease a receipt names for good; it returns once the ack is
+// written (and fsynced as the mode says).
+func (q *queue) ack(receipt string) error {
+	now := q.nowMs()
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	m, err := q.leaseLocked(receipt, now)
+	if err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	heap.Remove(&q.hidden, m.hidx)
+	delete(q.held, m.rec.ID)
+	q.leased--
+	q.dueLocked()
+	cb := q.joinLocked()
+	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+	cb.undo = append(cb.undo, func() {
+		q.held[m.rec.ID] = m
+		heap.Push(&q.hidden, m)
+		q.leased++
+		q.dueLocked()
+	})
+	q.mu.Unlock()
+	q.kick()
+	<-cb.done
+	return cb.err
+}
+
+// nack ends a lease early: the message is visible again after delay (at
+// once for 0), or goes to the DLQ if it reached MaxDeliveries. Nothing is
+// written: after a crash it is visible at once either way.
+func (q *queue) nack(receipt string, delay time.Duration) error {
+	now := q.nowMs()
+	q.mu.Lock()
+	m, err := q.leaseLocked(receipt, now)
+	if err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	m.seq = 0
+	q.leased--
+	if delay > 0 {
+		m.until = now + delay.Milliseconds()
+		heap.Fix(&q.hidden, m.hidx)
+		q.dueLocked()
+		q.mu.Unlock()
+		return nil
+	}
+	m.until = now // due now: promoteLocked makes it visible or dead
+	heap.Fix(&q.hidden, m.hidx)
+	dead, woke := q.promoteLocked(now)
+	if woke {
+		close(q.notify)
+		q.notify = make(chan struct{})
+	}
+	q.mu.Unlock()
+	if len(dead) > 0 {
+		go q.deadLetter(dead)
+	}
+	return nil
+}
+
+// extend makes a running lease end lease from now.
+func (q *queue) extend(receipt string, lease time.Duration) (time.Time, error) {
+	now := q.nowMs()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, err := q.leaseLocked(receipt, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	m.until = now + lease.Milliseconds()
+	heap.Fix(&q.hidden, m.hidx)
+	q.dueLocked()
+	return time.UnixMilli(m.until), nil
+}
+
+// deadLetter moves messages that reached MaxDeliveries to the queue
+// {name}.dlq: each is enqueued there (with an idempotency key, so that a
+// crash between that and the ack here cannot store it twice within the
+// dedup window), then acked here. One that cannot be moved stays held and
+// is tried again a second later.
+func (q *queue) deadLetter(ms []*heldMsg) {
+	dlq := q.name + ".dlq"
+	for _, m := range ms {
+		moved, err := q.moveToDLQ(dlq, m)
+		if err == nil {
+			if moved {
+				q.deadLettered.Add(1)
+			} else {
+				q.expired.Add(1)
+			}
+			continue
+		}
+		q.log.ErrorContext(RepeatingLog, "could not move a message to the dead-letter queue; trying again in a second", "id", m.rec.ID, "dlq", dlq, "err", err)
+		q.mu.Lock()
+		m.moving = false
+		m.until = q.nowMs() + 1000
+		heap.Push(&q.hidden, m)
+		q.dueLocked()
+		q.mu.Unlock()
+	}
+}
+
+// moveToDLQ enqueues m to dlq (unless it expired: moved is false) and
+// acks it here.
+func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
+	now := q.nowMs()
+	if !m.rec.Expired(now) {
+		if !ValidQueueName(dlq) {
+			return false, fmt.Errorf("%w: %q (the queue's name is too long for a dead-letter queue)", ErrInvalidQueueName, dlq)
+		}
+		var ttl time.Duration
+		if m.rec.ExpiresAt != 0 {
+			ttl = time.Duration(m.rec.ExpiresAt-now) * time.Millisecond
+		}
+		key := fmt.Sprintf("dlq-%s-%d", q.name, m.rec.ID)
+		_, err := q.e.Enqueue(context.Background(), dlq, m.rec.Payload, EnqueueOptions{TTL: ttl, Key: key})
+		if err != nil && !errors.Is(err, ErrDuplicate) {
+			return false, err
+		}
+		moved = true
+	}
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return moved, ErrClosed // the DLQ's copy, if made, is deduplicated next time
+	}
+	delete(q.held, m.rec.ID)
+	cb := q.joinLocked()
+	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+	cb.undo = append(cb.undo, func() { q.held[m.rec.ID] = m })
+	q.mu.Unlock()
+	q.kick()
+	<-cb.done
+	return moved, cb.err
+}
+
+// minHeldLocked returns the lowest held id, or ^0 when none: segments
+// holding it or later ids must stay.
+func (q *queue) minHeldLocked() uint64 {
+	lo := ^uint64(0)
+	for id := range q.held {
+		lo = min(lo, id)
+	}
+	return lo
+}
+
+// leaseSnapshotLocked encodes the live state of the lease log: one lease
+// record per held message.
+func (q *queue) leaseSnapshotLocked() []byte {
+	buf := make([]byte, 0, len(q.held)*leaseRecSize)
+	for id, m := range q.held {
+		buf = appendLeaseRec(buf, leaseKindHold, id, m.count)
+	}
+	return buf
+}
+
+// writeLeaseLog writes a commit turn's lease records: appended to the log,
+// or the whole log replaced (cb.rewrite). Runs on the commit loop, which
+// owns the file. A failed append leaves the file to be rewritten from
+// memory at the next turn.
+func (q *queue) writeLeaseLog(cb *cursorBatch) error {
+	if cb.rewrite {
+		if q.leaseFile != nil {
+			q.leaseFile.Close()
+			q.leaseFile = nil
+		}
+		if err := writeFileAtomic(q.dir, leasesName, cb.log); err != nil {
+			return err
+		}
+		q.leaseRecs = len(cb.log) / leaseRecSize
+		q.leaseRewrite = false
+		return nil
+	}
+	path := filepath.Join(q.dir, leasesName)
+	if q.leaseFile == nil {
+		_, statErr := os.Stat(path)
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			q.leaseRewrite = true
+			return fmt.Errorf("open lease log %s: %w", path, err)
+		}
+		if errors.Is(statErr, os.ErrNotExist) {
+			if err := segment.SyncDir(q.dir); err != nil {
+				f.Close()
+				q.leaseRewrite = true
+				return err
+			}
+		}
+		q.leaseFile = f
+	}
+	_, err := q.leaseFile.Write(cb.log)
+	if err == nil && q.e.opts.Fsync == FsyncAlways {
+		start := time.Now()
+		err = syscall.Fdatasync(int(q.leaseFile.Fd()))
+		q.observeFsync(start)
+	} else if err == nil {
+		q.dirty = true
+	}
+	if err != nil {
+		q.leaseRewrite = true
+		q.leaseFile.Close()
+		q.leaseFile = nil
+		return fmt.Errorf("append to lease log %s: %w", path, err)
+	}
+	q.leaseRecs += len(cb.log) / leaseRecSize
+	return nil
+}
+
+// syncLeaseLog fsyncs the lease log, if it was written (interval mode).
+func (q *queue) syncLeaseLog() error {
+	if q.leaseFile == nil {
+		return nil
+	}
+	if err := syscall.Fdatasync(int(q.leaseFile.Fd())); err != nil {
+		return fmt.Errorf("fsync lease log in %s: %w", q.dir, err)
+	}
+	return nil
+}
+
+// loadLeases rebuilds the held messages at start from the lease log: every
+// id below the cursor that was leased and not done is visible again, with
+// its delivery count, its body read from its segment. The log is then
+// rewritten with those alone.
+func (q *queue) loadLeases() error {
+	raw, err := os.ReadFile(filepath.Join(q.dir, leasesName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read lease log in %s: %w", q.dir, err)
+	}
+	count, done, bad, torn := DecodeLeaseLog(raw)
+	if bad > 0 {
+		q.log.Error("lease log has corrupt records; they were skipped (a skipped ack delivers its message again)", "records", bad)
+	}
+	if torn > 0 {
+		q.log.Warn("lease log ends in a torn record; cut", "bytes", torn)
+	}
+	var ids []uint64
+	for id := range count {
+		if !done[id] && id < q.readID {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	now := q.nowMs()
+	for _, rec := range q.readIDs(ids) {
+		if rec.Expired(now) {
+			continue
+		}
+		m := &heldMsg{rec: rec, count: count[rec.ID], hidx: -1, vidx: -1}
+		q.held[rec.ID] = m
+		heap.Push(&q.visible, m)
+	}
+	if n := len(ids) - len(q.held); n > 0 {
+		q.log.Warn("leased messages not found or expired at start; not delivered again", "messages", n)
+	}
+	if len(q.held) > 0 {
+		q.log.Info("leased messages visible again after a restart", "messages", len(q.held))
+	}
+	snap := q.leaseSnapshotLocked()
+	if err := writeFileAtomic(q.dir, leasesName, snap); err != nil {
+		return err
+	}
+	q.leaseRecs = len(snap) / leaseRecSize
+	return nil
+}
+
+// readIDs reads the records with the given sorted ids from the segments,
+// skipping ids it cannot find or read (logged).
+func (q *queue) readIDs(ids []uint64) []segment.Record {
+	var out []segment.Record
+	for _, s := range q.segs {
+		if len(ids) == 0 {
+			break
+		}
+		if s.Records == 0 {
+			continue
+		}
+		for len(ids) > 0 && ids[0] < s.Base {
+			ids = ids[1:] // in no segment
+		}
+		var in []uint64
+		for len(ids) > 0 && ids[0] <= s.LastID() {
+			in = append(in, ids[0])
+			ids = ids[1:]
+		}
+		if len(in) == 0 {
+			continue
+		}
+		r, err := segment.OpenReader(q.dir, s.Base)
+		if err != nil {
+			q.log.Error("cannot read leased messages back", "segment", segment.Name(s.Base), "err", err)
+			continue
+		}
+		r.SetLimit(s.Bytes)
+		for _, id := range in {
+			if _, err := r.SkipTo(id); err != nil {
+				q.log.Error("cannot read leased message back", "segment", segment.Name(s.Base), "id", id, "err", err)
+				break
+			}
+			rec, err := r.Next()
+			if err != nil {
+				q.log.Error("cannot read leased message back", "segment", segment.Name(s.Base), "id", id, "err", err)
+				continue
+			}
+			rec.Payload = append([]byte(nil), rec.Payload...)
+			out = append(out, rec)
+		}
+		r.Close()
+	}
+	return out
+}
