@@ -94,7 +94,7 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 // readBatch reads and checks a batch POST's body, or answers the error: 413
 // BATCH_TOO_LARGE (over MaxBatchBytes or MaxBatchMessages), 413
 // MESSAGE_TOO_LARGE, 400 INVALID_BATCH, EMPTY_MESSAGE, INVALID_TTL,
-// INVALID_DELAY, or 501 NOT_IMPLEMENTED for a delay (not built yet).
+// or INVALID_DELAY.
 func (s *Server) readBatch(c *gin.Context) ([]engine.BatchMessage, bool) {
 	r := c.Request
 	if r.ContentLength > MaxBatchBytes {
@@ -166,11 +166,7 @@ func (s *Server) readBatch(c *gin.Context) ([]engine.BatchMessage, bool) {
 			abortError(c, http.StatusBadRequest, CodeInvalidDelay, fmt.Sprintf("message %d: delay must be an integer number of seconds in 0..%d", i, MaxDelaySeconds))
 			return nil, false
 		}
-		if delay > 0 {
-			notImplemented(c, "delayed messages are not built yet; nothing was stored")
-			return nil, false
-		}
-		msgs[i] = engine.BatchMessage{Body: body, TTL: time.Duration(ttl) * time.Second}
+		msgs[i] = engine.BatchMessage{Body: body, TTL: time.Duration(ttl) * time.Second, Delay: time.Duration(delay) * time.Second}
 	}
 	return msgs, true
 }

@@ -202,7 +202,6 @@ func TestBatchErrors(t *testing.T) {
 		{"ttl string", "POST", "/api/queue/q/batch", `{"messages":[{"body":"x","ttl":"5"}]}`, 400, api.CodeInvalidTTL},
 		{"ttl exponent", "POST", "/api/queue/q/batch", `{"messages":[{"body":"x","ttl":1e3}]}`, 400, api.CodeInvalidTTL},
 		{"delay too big", "POST", "/api/queue/q/batch", `{"messages":[{"body":"x","delay":604801}]}`, 400, api.CodeInvalidDelay},
-		{"delay not built", "POST", "/api/queue/q/batch", `{"messages":[{"body":"x"},{"body":"y","delay":5}]}`, 501, api.CodeNotImplemented},
 		{"ttl in query", "POST", "/api/queue/q/batch?ttl=5", `{"messages":[{"body":"x"}]}`, 400, api.CodeInvalidQuery},
 		{"bad sync", "POST", "/api/queue/q/batch?sync=2", `{"messages":[{"body":"x"}]}`, 400, api.CodeInvalidSync},
 		{"bad name", "POST", "/api/queue/-q/batch", `{"messages":[{"body":"x"}]}`, 400, api.CodeInvalidQueueName},
@@ -266,38 +265,6 @@ func TestBatchAllOrNothingAtDepthCap(t *testing.T) {
 		t.Fatalf("depth %d after the refused batch, want 2 (nothing of it stored)", st.Depth)
 	}
 	ts.postBatch("/api/queue/full/batch", `{"messages":[{"body":"c"},{"body":"d"}]}`)
-}
-
-// Leases and delays are not built yet: asking for them is
-// answered 501 NOT_IMPLEMENTED and changes nothing, instead of being
-// ignored (a "leased" GET that really popped would lose the message when
-// the consumer dies).
-func TestUnbuiltFeaturesAreRefused(t *testing.T) {
-	ts := start(t)
-	ts.post("/api/queue/u", "keep")
-	for _, path := range []string{"/api/queue/u?delay=5", "/api/queue/u/batch"} {
-		body := "x"
-		if strings.HasSuffix(path, "batch") {
-			body = `{"messages":[{"body":"x","delay":5}]}`
-		}
-		r := ts.do("POST", path, strings.NewReader(body))
-		if r.status != http.StatusNotImplemented {
-			t.Fatalf("POST %s = %d %s, want 501", path, r.status, r.body)
-		}
-		if e := r.errBody(t); e.Error != api.CodeNotImplemented {
-			t.Errorf("error = %q, want %q", e.Error, api.CodeNotImplemented)
-		}
-	}
-	if st, _ := ts.eng.Stats("u"); st.Depth != 1 || st.EnqueuedTotal != 1 {
-		t.Fatalf("stats after refused requests: %+v, want the one message untouched", st)
-	}
-	if r := ts.do("POST", "/api/queue/u?delay=604801", strings.NewReader("x")); r.status != 400 || r.errBody(t).Error != api.CodeInvalidDelay {
-		t.Errorf("delay out of range = %d %s, want 400 INVALID_DELAY", r.status, r.body)
-	}
-	ts.post("/api/queue/u?delay=0", "no delay is fine")
-	if r := ts.do("GET", "/api/queue/u", nil); string(r.body) != "keep" {
-		t.Fatalf("GET = %q, want the untouched first message", r.body)
-	}
 }
 
 // An Idempotency-Key makes a retried POST answer 200 with the original id

@@ -40,9 +40,6 @@ const (
 	CodeInvalidReceipt   = "INVALID_RECEIPT"
 	CodeLeaseExpired     = "LEASE_EXPIRED"
 	CodeTooManyInFlight  = "TOO_MANY_IN_FLIGHT"
-	// CodeNotImplemented answers a part of the SPEC that is not built yet
-	// (delayed messages), rather than ignoring it.
-	CodeNotImplemented = "NOT_IMPLEMENTED"
 )
 
 // ErrorBody is the JSON body of every error response. It is a plain value,
@@ -63,11 +60,6 @@ const retryAfter = "1"
 // abortError writes an error response and stops the handler chain.
 func abortError(c *gin.Context, status int, code, msg string) {
 	c.AbortWithStatusJSON(status, ErrorBody{Error: code, Message: msg})
-}
-
-// notImplemented answers 501 NOT_IMPLEMENTED.
-func notImplemented(c *gin.Context, msg string) {
-	abortError(c, http.StatusNotImplemented, CodeNotImplemented, msg)
 }
 
 // abortShuttingDown answers 503 SHUTTING_DOWN and closes the connection, so

@@ -142,3 +142,35 @@ func TestLeaseBatchOverHTTP(t *testing.T) {
 		t.Error("metrics lack mqueue_messages_in_flight")
 	}
 }
+
+// POST ?delay=N hides a message for N seconds; a long poll gets it when
+// its time comes; the batch POST takes "delay" per message.
+func TestDelayOverHTTP(t *testing.T) {
+	ts := start(t)
+	start := time.Now()
+	ts.post("/api/queue/d?delay=1", "later")
+	ts.post("/api/queue/d", "now")
+	r := ts.do("POST", "/api/queue/d/batch", strings.NewReader(`{"messages":[{"body":"b-now"},{"body":"b-later","delay":1}]}`))
+	if r.status != http.StatusCreated {
+		t.Fatalf("batch POST with a delay = %d %s", r.status, r.body)
+	}
+	if r := ts.do("GET", "/api/queue/d/batch?max=10", nil); !strings.Contains(string(r.body), `"now"`) || !strings.Contains(string(r.body), `"b-now"`) || strings.Contains(string(r.body), "later") {
+		t.Fatalf("first GET = %d %s, want now and b-now only", r.status, r.body)
+	}
+	var stats struct {
+		Delayed int64 `json:"delayed"`
+	}
+	if json.Unmarshal(ts.do("GET", "/api/stats/d", nil).body, &stats); stats.Delayed != 2 {
+		t.Fatalf("delayed = %d, want 2", stats.Delayed)
+	}
+	r = ts.do("GET", "/api/queue/d?wait=5", nil)
+	if r.status != http.StatusOK || string(r.body) != "later" {
+		t.Fatalf("long poll = %d %q, want later", r.status, r.body)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("the delayed message came after %v, before its second", waited)
+	}
+	if r := ts.do("GET", "/api/queue/d?wait=5", nil); string(r.body) != "b-later" {
+		t.Fatalf("second long poll = %d %q, want b-later", r.status, r.body)
+	}
+}

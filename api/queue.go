@@ -127,10 +127,6 @@ func (s *Server) enqueue(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidDelay, "delay must be an integer number of seconds in 0..604800")
 		return
 	}
-	if delay > 0 {
-		notImplemented(c, "delayed messages are not built yet; nothing was stored")
-		return
-	}
 	key, ok := idempotencyKey(c)
 	if !ok {
 		return
@@ -140,9 +136,10 @@ func (s *Server) enqueue(c *gin.Context) {
 		return
 	}
 	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
-		TTL:  time.Duration(ttl) * time.Second,
-		Sync: sync,
-		Key:  key,
+		TTL:   time.Duration(ttl) * time.Second,
+		Sync:  sync,
+		Key:   key,
+		Delay: time.Duration(delay) * time.Second,
 	})
 	status, err := storedStatus(err)
 	if err != nil {

@@ -231,7 +231,9 @@ func (q *queue) expireLeases() {
 }
 
 // popLocked takes the next message to deliver: the lowest id visible again,
-// else the cursor's next. m is nil for a message from the cursor.
+// else the cursor's next. m is nil for a message from the cursor. A
+// delayed message the cursor reaches before its time is held until then
+// (holdDelayedLocked) and the cursor goes on.
 func (q *queue) popLocked(now int64) (rec segment.Record, m *heldMsg, err error) {
 	for len(q.visible) > 0 {
 		m = heap.Pop(&q.visible).(*heldMsg)
@@ -243,8 +245,63 @@ func (q *queue) popLocked(now int64) (rec segment.Record, m *heldMsg, err error)
 		}
 		return m.rec, m, nil
 	}
-	rec, err = q.nextLocked()
-	return rec, nil, err
+	for {
+		rec, err = q.nextLocked()
+		if err != nil || rec.VisibleAt <= now {
+			return rec, nil, err
+		}
+		if !q.holdDelayedLocked(rec) {
+			return segment.Record{}, nil, errNone
+		}
+	}
+}
+
+// holdDelayedLocked takes a delayed record the cursor just passed into
+// held until its VisibleAt, with a lease record of count 0 written with the
+// cursor move (so a restart keeps it held, not lost). When the queue holds
+// MaxInFlight messages it puts the record back instead: it stays at the
+// read position, and the messages behind it wait, until some are done.
+func (q *queue) holdDelayedLocked(rec segment.Record) bool {
+	if len(q.held) >= MaxInFlight {
+		q.readID, q.depth = rec.ID, q.depth+1
+		q.dequeued.Add(^uint64(0))
+		return false
+	}
+	q.dequeued.Add(^uint64(0)) // counted when it is delivered
+	m := &heldMsg{rec: rec, until: rec.VisibleAt, hidx: -1, vidx: -1}
+	q.held[rec.ID] = m
+	heap.Push(&q.hidden, m)
+	q.dueLocked()
+	cb := q.joinLocked()
+	cb.log = appendLeaseRec(cb.log, leaseKindHold, rec.ID, 0)
+	cb.undo = append(cb.undo, func() { q.forgetLocked(m) })
+	q.kick() // the cursor moved: the loop writes it even if nothing is delivered now
+	return true
+}
+
+// unheapLocked takes m out of whichever heap holds it.
+func (q *queue) unheapLocked(m *heldMsg) {
+	if m.hidx >= 0 {
+		heap.Remove(&q.hidden, m.hidx)
+	}
+	if m.vidx >= 0 {
+		heap.Remove(&q.visible, m.vidx)
+	}
+	if m.seq != 0 {
+		m.seq = 0
+		q.leased--
+	}
+}
+
+// forgetLocked drops a held message whose taking from the cursor is undone
+// (the cursor moves back before it), unless it is on its way to the DLQ.
+func (q *queue) forgetLocked(m *heldMsg) {
+	if m.moving {
+		return
+	}
+	q.unheapLocked(m)
+	delete(q.held, m.rec.ID)
+	q.dueLocked()
 }
 
 // deliverLocked hands out rec (popped by popLocked) for good (lease 0) or
@@ -256,8 +313,12 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 	msg.DeliveryCount = 1
 	if m != nil {
 		msg.DeliveryCount = int(m.count) + 1
-		q.redelivered.Add(1)
-		cb.undo = append(cb.undo, func() { q.redelivered.Add(^uint64(0)) })
+		c := &q.redelivered
+		if m.count == 0 {
+			c = &q.dequeued // a delayed message's first delivery
+		}
+		c.Add(1)
+		cb.undo = append(cb.undo, func() { c.Add(^uint64(0)) })
 	}
 	switch {
 	case lease == 0 && m == nil:
@@ -270,12 +331,10 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 			heap.Push(&q.visible, m)
 		})
 	default:
-		if m == nil {
+		fromCursor := m == nil
+		if fromCursor {
 			m = &heldMsg{rec: rec, hidx: -1, vidx: -1}
 			q.held[rec.ID] = m
-			cb.undo = append(cb.undo, func() { delete(q.held, rec.ID) })
-		} else {
-			cb.undo = append(cb.undo, func() { heap.Push(&q.visible, m) })
 		}
 		m.count++
 		m.seq = q.e.leaseSeq.Add(1)
@@ -285,10 +344,18 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 		q.dueLocked()
 		cb.log = appendLeaseRec(cb.log, leaseKindHold, rec.ID, m.count)
 		cb.undo = append(cb.undo, func() {
-			heap.Remove(&q.hidden, m.hidx)
+			if fromCursor {
+				q.forgetLocked(m)
+				return
+			}
+			if m.moving {
+				return // its lease ran out meanwhile and it is going to the DLQ
+			}
+			q.unheapLocked(m)
 			m.count--
-			m.seq, m.until = 0, 0
-			q.leased--
+			m.until = 0
+			heap.Push(&q.visible, m)
+			q.dueLocked()
 		})
 		msg.Receipt = q.e.receipt(rec.ID, m.seq)
 		msg.LeaseExpiresAt = time.UnixMilli(m.until)
@@ -330,6 +397,8 @@ func (q *queue) ack(receipt string) error {
 	cb := q.joinLocked()
 	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
 	cb.undo = append(cb.undo, func() {
+		// Leased again as it was; if its lease ran out meanwhile, the next
+		// promotion makes it visible.
 		q.held[m.rec.ID] = m
 		heap.Push(&q.hidden, m)
 		q.leased++
@@ -567,14 +636,21 @@ func (q *queue) loadLeases() error {
 		}
 		m := &heldMsg{rec: rec, count: count[rec.ID], hidx: -1, vidx: -1}
 		q.held[rec.ID] = m
+		if rec.VisibleAt > now {
+			// Delayed and not yet due: held until then, as before.
+			m.until = rec.VisibleAt
+			heap.Push(&q.hidden, m)
+			continue
+		}
 		heap.Push(&q.visible, m)
 	}
 	if n := len(ids) - len(q.held); n > 0 {
 		q.log.Warn("leased messages not found or expired at start; not delivered again", "messages", n)
 	}
-	if len(q.held) > 0 {
-		q.log.Info("leased messages visible again after a restart", "messages", len(q.held))
+	if n := len(q.visible); n > 0 {
+		q.log.Info("leased messages visible again after a restart", "messages", n)
 	}
+	q.dueLocked()
 	snap := q.leaseSnapshotLocked()
 	if err := writeFileAtomic(q.dir, leasesName, snap); err != nil {
 		return err

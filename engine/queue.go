@@ -258,8 +258,11 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	// The commit loop stamps the enqueue time, once per batch; until then
 	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
-	rec := segment.Record{ExpiresAt: ttlMs(opts.TTL), Payload: body}
+	rec := segment.Record{ExpiresAt: ttlMs(opts.TTL), VisibleAt: ttlMs(opts.Delay), Payload: body}
 	size := recordSize(body)
+	if rec.VisibleAt != 0 {
+		size += 8
+	}
 	if opts.Key != "" {
 		rec.Key = []byte(opts.Key)
 		size += int64(1 + len(opts.Key))
@@ -332,6 +335,9 @@ func (q *queue) enqueueBatch(msgs []BatchMessage, opts BatchOptions) (uint64, in
 	var size int64
 	for i := range msgs {
 		size += recordSize(msgs[i].Body)
+		if msgs[i].Delay > 0 {
+			size += 8
+		}
 	}
 	if opts.Key != "" {
 		size += int64(1 + len(opts.Key))
@@ -352,7 +358,7 @@ func (q *queue) enqueueBatch(msgs []BatchMessage, opts BatchOptions) (uint64, in
 	for j, m := range msgs {
 		// More on all but the last: a crash that cuts the write short
 		// leaves a partial batch that the next open cuts off whole.
-		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), More: j < len(msgs)-1, Payload: m.Body})
+		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), VisibleAt: ttlMs(m.Delay), More: j < len(msgs)-1, Payload: m.Body})
 	}
 	if opts.Key != "" {
 		// On the last record: its batch is there whole whenever it is.

@@ -136,6 +136,9 @@ func (q *queue) commitBatch(b *batch) {
 		if r.ExpiresAt != 0 { // the TTL in ms until now (queue.enqueue)
 			r.ExpiresAt += now
 		}
+		if r.VisibleAt != 0 { // the delay in ms, likewise
+			r.VisibleAt += now
+		}
 	}
 	last := b.first + uint64(len(b.recs)) - 1
 	if last >= q.hwm {

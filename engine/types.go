@@ -162,6 +162,9 @@ type EnqueueOptions struct {
 	// Key is an idempotency key (1..128 bytes; "" for none): a repeat
 	// within DedupWindow returns the original id with ErrDuplicate.
 	Key string
+	// Delay hides the message until this long after it is enqueued; 0 for
+	// none. Among visible messages the order stays by id.
+	Delay time.Duration
 }
 
 // BatchMessage is one message of EnqueueBatch.
@@ -169,6 +172,8 @@ type BatchMessage struct {
 	Body []byte
 	// TTL makes the message expire this long after it is enqueued; 0 never.
 	TTL time.Duration
+	// Delay hides the message until this long after it is enqueued.
+	Delay time.Duration
 }
 
 // BatchOptions are the options of EnqueueBatch.

@@ -47,6 +47,9 @@ const (
 	// keyFlag in the version byte marks a record with an idempotency key:
 	// one length byte and the key follow the header, before the payload.
 	keyFlag = 0x40
+	// delayFlag in the version byte marks a delayed record: its VisibleAt,
+	// 8 bytes, follows the header, before the key.
+	delayFlag = 0x20
 	// MaxKeyLen is the longest idempotency key a record holds.
 	MaxKeyLen = 128
 	// NeverExpires is the MaxExpiry of a segment holding a record without TTL.
@@ -69,16 +72,23 @@ type Record struct {
 	More bool
 	// Key is the message's idempotency key (Idempotency-Key), 0 to
 	// MaxKeyLen bytes; empty for none. It aliases the decoded buffer too.
-	Key     []byte
-	Payload []byte
+	Key []byte
+	// VisibleAt is when a delayed message (POST ?delay=N) may first be
+	// delivered, unix ms; 0 for at once.
+	VisibleAt int64
+	Payload   []byte
 }
 
 // EncodedSize is the size of r's entry, without tidwall's length prefix.
 func (r *Record) EncodedSize() int {
+	n := HeaderSize + len(r.Payload)
 	if len(r.Key) > 0 {
-		return HeaderSize + 1 + len(r.Key) + len(r.Payload)
+		n += 1 + len(r.Key)
 	}
-	return HeaderSize + len(r.Payload)
+	if r.VisibleAt != 0 {
+		n += 8
+	}
+	return n
 }
 
 // AppendRecord appends the encoding of r to dst and returns the result.
@@ -91,10 +101,16 @@ func AppendRecord(dst []byte, r *Record) []byte {
 	if len(r.Key) > 0 {
 		v |= keyFlag
 	}
+	if r.VisibleAt != 0 {
+		v |= delayFlag
+	}
 	dst = append(dst, 0, 0, 0, 0, v)
 	dst = binary.LittleEndian.AppendUint64(dst, r.ID)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.EnqueuedAt))
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.ExpiresAt))
+	if r.VisibleAt != 0 {
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(r.VisibleAt))
+	}
 	if len(r.Key) > 0 {
 		dst = append(dst, byte(len(r.Key)))
 		dst = append(dst, r.Key...)
@@ -113,8 +129,8 @@ func DecodeRecord(b []byte) (Record, error) {
 	if got, want := crc32.Checksum(b[4:], castagnoli), binary.LittleEndian.Uint32(b); got != want {
 		return Record{}, fmt.Errorf("%w: crc32c %08x, stored %08x", ErrCorrupt, got, want)
 	}
-	if b[4]&^(moreFlag|keyFlag) != version {
-		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4]&^(moreFlag|keyFlag))
+	if b[4]&^(moreFlag|keyFlag|delayFlag) != version {
+		return Record{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, b[4]&^(moreFlag|keyFlag|delayFlag))
 	}
 	rec := Record{
 		ID:         binary.LittleEndian.Uint64(b[5:]),
@@ -122,6 +138,16 @@ func DecodeRecord(b []byte) (Record, error) {
 		ExpiresAt:  int64(binary.LittleEndian.Uint64(b[21:])),
 		More:       b[4]&moreFlag != 0,
 		Payload:    b[HeaderSize:],
+	}
+	if b[4]&delayFlag != 0 {
+		if len(rec.Payload) < 8 {
+			return Record{}, fmt.Errorf("%w: delayed record too short", ErrCorrupt)
+		}
+		rec.VisibleAt = int64(binary.LittleEndian.Uint64(rec.Payload))
+		rec.Payload = rec.Payload[8:]
+		if rec.VisibleAt == 0 {
+			return Record{}, fmt.Errorf("%w: delayed record with no time", ErrCorrupt)
+		}
 	}
 	if b[4]&keyFlag != 0 {
 		p := rec.Payload

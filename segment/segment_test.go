@@ -120,6 +120,25 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatalf("flip at byte %d not detected", i)
 		}
 	}
+	in.VisibleAt = 1_700_000_000_123
+	db := AppendRecord(nil, &in)
+	if len(db) != in.EncodedSize() {
+		t.Fatalf("delayed record: %d bytes, EncodedSize %d", len(db), in.EncodedSize())
+	}
+	if out, err := DecodeRecord(db); err != nil || out.VisibleAt != in.VisibleAt || string(out.Key) != "order-17" || string(out.Payload) != "hello" || !out.More {
+		t.Fatalf("delayed record round trip: %+v %v", out, err)
+	}
+	for _, c := range [][]byte{db[:HeaderSize+4], func() []byte {
+		c := bytes.Clone(db)
+		clear(c[HeaderSize : HeaderSize+8]) // a delay flag with no time
+		return c
+	}()} {
+		c = bytes.Clone(c)
+		binary.LittleEndian.PutUint32(c, crc32.Checksum(c[4:], castagnoli))
+		if _, err := DecodeRecord(c); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("bad delayed record %x accepted", c)
+		}
+	}
 }
 
 // corruption is one way to damage the newest segment, with what Repair must

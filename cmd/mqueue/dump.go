@@ -42,7 +42,7 @@ import (
 //	  broken file=NAME bytes=N            (bytes a repair cut off a torn tail)
 //	  deleting dir=NAME                   (a deletion a crash interrupted)
 //	  segment NAME file=QUEUE/NAME/FILE
-//	    record offset=N id=N enqueued=TIME expires=TIME|- size=N crc=ok preview="..." [+N bytes]
+//	    record offset=N id=N enqueued=TIME expires=TIME|- size=N crc=ok preview="..." [+N bytes] [key="..."] [visible=TIME]
 //	    corrupt offset=N id=N bytes=N crc=BAD reason="..." [stored_id=N] enqueued=... expires=... size=N preview="..."
 //	    corrupt offset=N id=N count=N last_id=N bytes=N crc=BAD reason="..."  (a run of frames too short to hold a header, e.g. zero fill)
 //	    corrupt offset=N id=N bytes=N frame=BAD reason="..."                   (the rest of the segment cannot be framed)
@@ -73,7 +73,8 @@ import (
 //	 "hwm":{"state","value","bytes"},"leases":{"records","held":[ID],"bad","torn_bytes"} (only with a lease log),"broken":[{"file","bytes"}],"deleting":[NAME],"segments"}
 //	  state: absent | empty | ok | corrupt | unreadable
 //	{"type":"record","queue","segment","offset","id","enqueued_at","enqueued_at_ms",
-//	 "expires_at","expires_at_ms","size","crc":"ok","preview","more_bytes"[,"payload_base64"]}
+//	 "expires_at","expires_at_ms","size","crc":"ok","preview","more_bytes"[,"payload_base64"]
+//	 [,"batch_continues","idempotency_key","visible_at","visible_at_ms"]}
 //	  payload_base64 only with --payload
 //	{"type":"corrupt","queue","segment","offset","id","kind":"record"|"framing","count",
 //	 "last_id","bytes","reason","stored"}
@@ -342,6 +343,10 @@ type recordEvent struct {
 	// IdempotencyKey is the Idempotency-Key the message was POSTed with
 	// (printable ASCII by the API's check; shown escaped like a preview).
 	IdempotencyKey *string `json:"idempotency_key,omitempty"`
+	// VisibleAt is when a delayed message (POST ?delay=N) may first be
+	// delivered; absent for one without a delay.
+	VisibleAt   *string `json:"visible_at,omitempty"`
+	VisibleAtMs int64   `json:"visible_at_ms,omitempty"`
 }
 
 type storedHeader struct {
@@ -852,6 +857,10 @@ func (d *dumper) recordEvent(queue string, base uint64, off int64, rec *segment.
 		k := escape(rec.Key)
 		ev.IdempotencyKey = &k
 	}
+	if rec.VisibleAt != 0 {
+		v := formatTime(rec.VisibleAt)
+		ev.VisibleAt, ev.VisibleAtMs = &v, rec.VisibleAt
+	}
 	ev.Preview, ev.MoreBytes = preview(rec.Payload)
 	if d.opts.payload {
 		b := base64.StdEncoding.EncodeToString(rec.Payload)
@@ -1121,6 +1130,9 @@ func (d *dumper) emitText(ev any) {
 		}
 		if e.IdempotencyKey != nil {
 			fmt.Fprintf(&b, " key=\"%s\"", *e.IdempotencyKey)
+		}
+		if e.VisibleAt != nil {
+			fmt.Fprintf(&b, " visible=%s", *e.VisibleAt)
 		}
 		b.WriteByte('\n')
 	case *corruptEvent:

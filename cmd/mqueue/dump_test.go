@@ -1079,3 +1079,25 @@ func TestDumpLeases(t *testing.T) {
 		t.Errorf("--verify with a corrupt lease record: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestDumpDelayed shows a delayed record's time.
+func TestDumpDelayed(t *testing.T) {
+	data := t.TempDir()
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	e, err := engine.Open(engine.Options{Dir: data, Now: func() time.Time { return at }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Enqueue(context.Background(), "d", []byte("later"), engine.EnqueueOptions{Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	code, out, errOut := dumpOut(t, "--data", data, "--verify")
+	if code != 0 || errOut != "" || !strings.Contains(out, `preview="later" visible=`+formatTime(at.Add(time.Hour).UnixMilli())+"\n") {
+		t.Fatalf("exit %d, stderr %q, want visible= shown:\n%s", code, errOut, out)
+	}
+	_, jsonOut, _ := dumpOut(t, "--data", data, "--json")
+	if !strings.Contains(jsonOut, fmt.Sprintf(`"visible_at_ms":%d`, at.Add(time.Hour).UnixMilli())) {
+		t.Errorf("JSON lacks visible_at_ms:\n%s", jsonOut)
+	}
+}
