@@ -48,7 +48,9 @@ func (q *queue) run() {
 			leaseDue = nil
 			return
 		}
-		leaseTimer.Reset(time.Duration(due-q.nowMs()) * time.Millisecond)
+		// One ms late rather than early: due is in whole ms, and a timer
+		// that fires before it finds nothing due and is armed again.
+		leaseTimer.Reset(time.Duration(due-q.nowMs()+1) * time.Millisecond)
 		leaseDue = leaseTimer.C
 	}
 	for {
