@@ -84,9 +84,7 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 	case errors.Is(err, engine.ErrDiskFull):
 		abortError(c, 507, CodeDiskFull, "the disk quota is reached; the message was not stored")
 	case errors.Is(err, engine.ErrLeaseExpired):
-		abortError(c, http.StatusGone, CodeLeaseExpired, "no running lease has this receipt here: it was acked, ran out or was nacked, or it is another node's or from before a restart")
-	case errors.Is(err, engine.ErrInvalidReceipt):
-		abortError(c, http.StatusBadRequest, CodeInvalidReceipt, "X-Receipt is not a receipt this server hands out")
+		abortError(c, http.StatusGone, CodeLeaseExpired, "no running lease has this receipt here: it was acked, ran out or was nacked, or it is another node's, from before a restart, or not a receipt")
 	case errors.Is(err, engine.ErrTooManyInFlight):
 		c.Header("Retry-After", retryAfter)
 		abortError(c, http.StatusTooManyRequests, CodeTooManyInFlight, fmt.Sprintf("the queue holds %d leased or delayed messages; ack some, or dequeue without a lease", engine.MaxInFlight))

@@ -92,7 +92,6 @@ func TestLeaseBadInput(t *testing.T) {
 		hdr        []string
 	}{
 		{"/api/queue/q/ack", api.CodeInvalidReceipt, nil},
-		{"/api/queue/q/ack", api.CodeInvalidReceipt, []string{"X-Receipt", "not-a-receipt"}},
 		{"/api/queue/q/nack?delay=x", api.CodeInvalidDelay, []string{"X-Receipt", good}},
 		{"/api/queue/q/nack?delay=604801", api.CodeInvalidDelay, []string{"X-Receipt", good}},
 		{"/api/queue/q/extend", api.CodeInvalidLease, []string{"X-Receipt", good}},
@@ -102,6 +101,11 @@ func TestLeaseBadInput(t *testing.T) {
 	for _, tt := range tests {
 		if r := ts.do("POST", tt.path, nil, tt.hdr...); r.status != 400 || r.errBody(t).Error != tt.code {
 			t.Errorf("POST %s %v = %d %s, want 400 %s", tt.path, tt.hdr, r.status, r.body, tt.code)
+		}
+	}
+	for _, r := range []string{"not-a-receipt", good + "x", "AAAA." + good} {
+		if a := ts.do("POST", "/api/queue/q/ack", nil, "X-Receipt", r); a.status != http.StatusGone || a.errBody(t).Error != api.CodeLeaseExpired {
+			t.Errorf("ack with receipt %q = %d %s, want 410 LEASE_EXPIRED (SPEC: unknown receipt)", r, a.status, a.body)
 		}
 	}
 	if r := ts.do("POST", "/api/queue/q/ack", nil, "X-Receipt", good); r.status != http.StatusNoContent {

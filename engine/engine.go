@@ -250,8 +250,7 @@ func (e *Engine) Lease(ctx context.Context, name string, wait, lease time.Durati
 // Ack ends the lease a receipt names for good: the message is never
 // delivered again. It returns once the ack is written (and fsynced as the
 // mode says); ErrLeaseExpired when the lease already ended, or the
-// receipt is another node's or from before a restart; ErrInvalidReceipt
-// when it is not a receipt.
+// receipt is another node's, from before a restart, or no receipt at all.
 func (e *Engine) Ack(queue, receipt string) error {
 	q, err := e.leaseQueue(queue, receipt)
 	if err != nil {

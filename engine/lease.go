@@ -156,7 +156,8 @@ func (e *Engine) parseReceipt(r string) (id, seq uint64, err error) {
 	enc, node, ok := strings.Cut(r, ".")
 	b, derr := base64.RawURLEncoding.DecodeString(enc)
 	if !ok || derr != nil || len(b) != 20 {
-		return 0, 0, ErrInvalidReceipt
+		// SPEC: an unknown receipt is 410 like an expired one.
+		return 0, 0, fmt.Errorf("%w: not a receipt of this server", ErrLeaseExpired)
 	}
 	if node != e.opts.Node {
 		return 0, 0, fmt.Errorf("%w: the receipt is from node %q, this is %q", ErrLeaseExpired, node, e.opts.Node)

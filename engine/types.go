@@ -37,8 +37,6 @@ var (
 	// ErrLeaseExpired: the receipt names no running lease here (acked,
 	// expired, nacked, from another node or from before a restart).
 	ErrLeaseExpired = errors.New("engine: lease expired or unknown")
-	// ErrInvalidReceipt: the receipt is not one this engine hands out.
-	ErrInvalidReceipt = errors.New("engine: invalid receipt")
 	// ErrTooManyInFlight: the queue holds MaxInFlight messages leased,
 	// delayed or visible again; plain dequeues still work.
 	ErrTooManyInFlight = errors.New("engine: too many messages in flight")
