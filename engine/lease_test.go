@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,5 +368,106 @@ func TestLeaseBatch(t *testing.T) {
 	msgs, err = e.LeaseBatch(context.Background(), "q", 10, 1<<20, 0, time.Minute)
 	if err != nil || bodiesOf(msgs) != "a c" || msgs[0].DeliveryCount != 2 || msgs[0].Receipt == msgs[1].Receipt {
 		t.Fatalf("after the leases ran out: %s, %v", bodiesOf(msgs), err)
+	}
+}
+
+// Producers and leasing consumers at once, with short real leases: some
+// messages are acked at once, some nacked, some left to run out (and
+// delivered again), some popped for good after a redelivery. In the end
+// every message is done exactly once and none is lost.
+func TestLeaseConcurrentStress(t *testing.T) {
+	e := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 4096, CompactInterval: 5 * time.Millisecond})
+	const producers, perProducer, consumers = 4, 150, 4
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perProducer {
+				opts := EnqueueOptions{}
+				if i%10 == 0 {
+					opts.Delay = 20 * time.Millisecond
+				}
+				if _, err := e.Enqueue(context.Background(), "s", []byte(fmt.Sprintf("%d-%d", p, i)), opts); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var mu sync.Mutex
+	done := map[string]int{}
+	total := producers * perProducer
+	finished := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(done) == total
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c := range consumers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; !finished() && time.Now().Before(deadline); n++ {
+				m, ok, err := e.Lease(context.Background(), "s", 20*time.Millisecond, 30*time.Millisecond)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ok {
+					continue
+				}
+				switch (n + c) % 4 {
+				case 0: // left to run out
+					continue
+				case 1:
+					if err := e.Nack("s", m.Receipt, 0); err != nil && !errors.Is(err, ErrLeaseExpired) {
+						t.Error(err)
+					}
+					continue
+				case 2:
+					err = e.Ack("s", m.Receipt)
+				case 3:
+					// Pop for good once it was delivered again, else ack.
+					if m.DeliveryCount == 1 {
+						err = e.Ack("s", m.Receipt)
+					} else {
+						err = e.Nack("s", m.Receipt, 0)
+						if err == nil {
+							var mm Message
+							mm, ok, err = e.Dequeue(context.Background(), "s", 0)
+							if err == nil && ok {
+								mu.Lock()
+								done[string(mm.Body)]++
+								mu.Unlock()
+							}
+							continue
+						}
+					}
+				}
+				if errors.Is(err, ErrLeaseExpired) {
+					continue // ran out first (a slow -race run): delivered again
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				done[string(m.Body)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for k, n := range done {
+		if n != 1 {
+			t.Errorf("message %s done %d times", k, n)
+		}
+	}
+	if len(done) != total {
+		t.Fatalf("%d of %d messages done", len(done), total)
+	}
+	if st, _ := e.Stats("s"); st.InFlight != 0 || st.Depth != 0 || st.Delayed != 0 {
+		t.Fatalf("stats at the end: %+v", st)
 	}
 }
