@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/base64"
@@ -42,6 +43,7 @@ type heldMsg struct {
 	until  int64  // unix ms: the lease's end, or the nack delay's; 0 when visible
 	seq    uint64 // the current lease's receipt sequence; 0 when not leased
 	moving bool   // on its way to the DLQ (in neither heap)
+	onDisk bool   // rec.Payload is not kept (maxHeldBytes): read it back when delivering
 	hidx   int    // index in q.hidden, -1 when not there
 	vidx   int    // index in q.visible, -1 when not there
 }
@@ -82,6 +84,47 @@ func (h *visibleHeap) Pop() any {
 	*h = old[:len(old)-1]
 	m.vidx = -1
 	return m
+}
+
+// maxHeldBytes bounds the bodies of held messages a queue keeps in
+// memory. Past it a held message keeps only its header, and its body is
+// read back from its segment (which stays while it is held) when it is
+// delivered again.
+var maxHeldBytes int64 = 32 << 20
+
+// putHeldLocked adds m to q.held, keeping its body in memory within
+// maxHeldBytes.
+func (q *queue) putHeldLocked(m *heldMsg) {
+	q.held[m.rec.ID] = m
+	if m.onDisk {
+		return
+	}
+	if q.heldBytes+int64(len(m.rec.Payload)) > maxHeldBytes {
+		m.rec.Payload, m.onDisk = nil, true
+		return
+	}
+	q.heldBytes += int64(len(m.rec.Payload))
+}
+
+// delHeldLocked removes m from q.held (not from the heaps).
+func (q *queue) delHeldLocked(m *heldMsg) {
+	delete(q.held, m.rec.ID)
+	if !m.onDisk {
+		q.heldBytes -= int64(len(m.rec.Payload))
+	}
+}
+
+// payloadLocked returns m's body: kept, or read back from its segment.
+func (q *queue) payloadLocked(m *heldMsg) ([]byte, error) {
+	if !m.onDisk {
+		return m.rec.Payload, nil
+	}
+	var body []byte
+	q.readIDs([]uint64{m.rec.ID}, func(rec segment.Record) { body = rec.Payload })
+	if body == nil {
+		return nil, fmt.Errorf("queue %s: held message %d cannot be read back from its segment (see the log)", q.name, m.rec.ID)
+	}
+	return body, nil
 }
 
 // MaxInFlight is how many messages one queue holds leased, delayed by a
@@ -212,6 +255,8 @@ func (q *queue) promoteLocked(now int64) (dead []*heldMsg, woke bool) {
 		woke = true
 	}
 	q.dueLocked()
+	// Into the DLQ in id order, as they were enqueued.
+	slices.SortFunc(dead, func(a, b *heldMsg) int { return cmp.Compare(a.rec.ID, b.rec.ID) })
 	return dead, woke
 }
 
@@ -240,11 +285,19 @@ func (q *queue) popLocked(now int64) (rec segment.Record, m *heldMsg, err error)
 		m = heap.Pop(&q.visible).(*heldMsg)
 		if m.rec.Expired(now) {
 			// Not logged: a restart finds it expired again.
-			delete(q.held, m.rec.ID)
+			q.delHeldLocked(m)
 			q.expired.Add(1)
 			continue
 		}
-		return m.rec, m, nil
+		rec = m.rec
+		if rec.Payload, err = q.payloadLocked(m); err != nil {
+			// Never served: counted and logged as corrupt, dropped.
+			q.countCorrupt(1)
+			q.log.Error("held message lost: its record cannot be read back", "id", m.rec.ID, "err", err)
+			q.delHeldLocked(m)
+			continue
+		}
+		return rec, m, nil
 	}
 	for {
 		rec, err = q.nextLocked()
@@ -270,7 +323,7 @@ func (q *queue) holdDelayedLocked(rec segment.Record) bool {
 	}
 	q.dequeued.Add(^uint64(0)) // counted when it is delivered
 	m := &heldMsg{rec: rec, until: rec.VisibleAt, hidx: -1, vidx: -1}
-	q.held[rec.ID] = m
+	q.putHeldLocked(m)
 	heap.Push(&q.hidden, m)
 	q.dueLocked()
 	cb := q.joinLocked()
@@ -301,7 +354,7 @@ func (q *queue) forgetLocked(m *heldMsg) {
 		return
 	}
 	q.unheapLocked(m)
-	delete(q.held, m.rec.ID)
+	q.delHeldLocked(m)
 	q.dueLocked()
 }
 
@@ -325,17 +378,17 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 	case lease == 0 && m == nil:
 		// The cursor move is the whole record of it.
 	case lease == 0:
-		delete(q.held, rec.ID)
+		q.delHeldLocked(m)
 		cb.log = appendLeaseRec(cb.log, leaseKindDone, rec.ID, 0)
 		cb.undo = append(cb.undo, func() {
-			q.held[rec.ID] = m
+			q.putHeldLocked(m)
 			heap.Push(&q.visible, m)
 		})
 	default:
 		fromCursor := m == nil
 		if fromCursor {
 			m = &heldMsg{rec: rec, hidx: -1, vidx: -1}
-			q.held[rec.ID] = m
+			q.putHeldLocked(m)
 		}
 		m.count++
 		m.seq = q.e.leaseSeq.Add(1)
@@ -392,7 +445,7 @@ func (q *queue) ack(receipt string) error {
 		return err
 	}
 	heap.Remove(&q.hidden, m.hidx)
-	delete(q.held, m.rec.ID)
+	q.delHeldLocked(m)
 	q.leased--
 	q.dueLocked()
 	cb := q.joinLocked()
@@ -400,7 +453,7 @@ func (q *queue) ack(receipt string) error {
 	cb.undo = append(cb.undo, func() {
 		// Leased again as it was; if its lease ran out meanwhile, the next
 		// promotion makes it visible.
-		q.held[m.rec.ID] = m
+		q.putHeldLocked(m)
 		heap.Push(&q.hidden, m)
 		q.leased++
 		q.dueLocked()
@@ -500,7 +553,13 @@ func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
 			ttl = time.Duration(m.rec.ExpiresAt-now) * time.Millisecond
 		}
 		key := fmt.Sprintf("dlq-%s-%d", q.name, m.rec.ID)
-		_, err := q.e.Enqueue(context.Background(), dlq, m.rec.Payload, EnqueueOptions{TTL: ttl, Key: key})
+		q.mu.Lock()
+		body, err := q.payloadLocked(m)
+		q.mu.Unlock()
+		if err != nil {
+			return false, err
+		}
+		_, err = q.e.Enqueue(context.Background(), dlq, body, EnqueueOptions{TTL: ttl, Key: key})
 		if err != nil && !errors.Is(err, ErrDuplicate) {
 			return false, err
 		}
@@ -511,10 +570,10 @@ func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
 		q.mu.Unlock()
 		return moved, ErrClosed // the DLQ's copy, if made, is deduplicated next time
 	}
-	delete(q.held, m.rec.ID)
+	q.delHeldLocked(m)
 	cb := q.joinLocked()
 	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
-	cb.undo = append(cb.undo, func() { q.held[m.rec.ID] = m })
+	cb.undo = append(cb.undo, func() { q.putHeldLocked(m) })
 	q.mu.Unlock()
 	q.kick()
 	<-cb.done
@@ -631,20 +690,20 @@ func (q *queue) loadLeases() error {
 	}
 	slices.Sort(ids)
 	now := q.nowMs()
-	for _, rec := range q.readIDs(ids) {
+	q.readIDs(ids, func(rec segment.Record) {
 		if rec.Expired(now) {
-			continue
+			return
 		}
 		m := &heldMsg{rec: rec, count: count[rec.ID], hidx: -1, vidx: -1}
-		q.held[rec.ID] = m
+		q.putHeldLocked(m)
 		if rec.VisibleAt > now {
 			// Delayed and not yet due: held until then, as before.
 			m.until = rec.VisibleAt
 			heap.Push(&q.hidden, m)
-			continue
+			return
 		}
 		heap.Push(&q.visible, m)
-	}
+	})
 	if n := len(ids) - len(q.held); n > 0 {
 		q.log.Warn("leased messages not found or expired at start; not delivered again", "messages", n)
 	}
@@ -660,10 +719,10 @@ func (q *queue) loadLeases() error {
 	return nil
 }
 
-// readIDs reads the records with the given sorted ids from the segments,
-// skipping ids it cannot find or read (logged).
-func (q *queue) readIDs(ids []uint64) []segment.Record {
-	var out []segment.Record
+// readIDs reads the records with the given sorted ids from the segments
+// and hands each to fn (its payload a copy), skipping ids it cannot find
+// or read (logged).
+func (q *queue) readIDs(ids []uint64, fn func(segment.Record)) {
 	for _, s := range q.segs {
 		if len(ids) == 0 {
 			break
@@ -699,9 +758,8 @@ func (q *queue) readIDs(ids []uint64) []segment.Record {
 				continue
 			}
 			rec.Payload = append([]byte(nil), rec.Payload...)
-			out = append(out, rec)
+			fn(rec)
 		}
 		r.Close()
 	}
-	return out
 }

@@ -471,3 +471,48 @@ func TestLeaseConcurrentStress(t *testing.T) {
 		t.Fatalf("stats at the end: %+v", st)
 	}
 }
+
+// Past maxHeldBytes a held message keeps only its header; its body is
+// read back from its segment when it is delivered again or dead-lettered.
+func TestHeldBodiesReadBackPastTheMemoryBound(t *testing.T) {
+	old := maxHeldBytes
+	maxHeldBytes = 10
+	t.Cleanup(func() { maxHeldBytes = old })
+	clk := newClock()
+	e := openT(t, Options{Dir: t.TempDir(), Now: clk.Now, SegmentBytes: 200, MaxDeliveries: 2})
+	for i := range 6 {
+		enq(t, e, "q", fmt.Sprintf("body-%03d", i), EnqueueOptions{})
+	}
+	for range 6 {
+		lease(t, e, "q", time.Second)
+	}
+	q, _ := e.queue("q", false)
+	q.mu.Lock()
+	kept, onDisk := q.heldBytes, 0
+	for _, m := range q.held {
+		if m.onDisk {
+			onDisk++
+		}
+	}
+	q.mu.Unlock()
+	if kept != 8 || onDisk != 5 {
+		t.Fatalf("held bytes %d, %d bodies on disk; want 8 and 5", kept, onDisk)
+	}
+	clk.Advance(time.Second)
+	msgs, err := e.LeaseBatch(context.Background(), "q", 10, 1<<20, 0, time.Second)
+	if err != nil || bodiesOf(msgs) != "body-000 body-001 body-002 body-003 body-004 body-005" || msgs[5].DeliveryCount != 2 {
+		t.Fatalf("delivered again: %s, %v", bodiesOf(msgs), err)
+	}
+	clk.Advance(time.Second)
+	if m, ok := deq(t, e, "q"); ok {
+		t.Fatalf("delivered a third time past MaxDeliveries 2: %q", m.Body)
+	}
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 6 && time.Now().Before(deadline); {
+		got = append(got, drainBodies(t, e, "q.dlq")...)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if strings.Join(got, " ") != "body-000 body-001 body-002 body-003 body-004 body-005" {
+		t.Fatalf("dead-lettered: %q", got)
+	}
+}

@@ -90,11 +90,12 @@ type queue struct {
 	keyLines, carriedLive int
 
 	// Leases (lease.go), under mu.
-	held    map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
-	hidden  hiddenHeap          // leased and delayed, by end
-	visible visibleHeap         // visible again, by id
-	leased  int64               // held messages under a running lease
-	due     atomic.Int64        // the earliest end in hidden (0 none), for the commit loop's timer
+	held      map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
+	hidden    hiddenHeap          // leased and delayed, by end
+	visible   visibleHeap         // visible again, by id
+	leased    int64               // held messages under a running lease
+	heldBytes int64               // bodies of held messages kept in memory (maxHeldBytes)
+	due       atomic.Int64        // the earliest end in hidden (0 none), for the commit loop's timer
 	// The lease log, owned by the commit loop.
 	leaseFile    *os.File
 	leaseRecs    int  // records in it
