@@ -28,11 +28,13 @@
 //
 //	offset  size  field
 //	0       4     CRC32C (Castagnoli) of bytes 4..end
-//	4       1     format version (1) in the low 6 bits; bit 7 (0x80) set =
+//	4       1     format version (1) in the low 5 bits; bit 7 (0x80) set =
 //	              "more": an atomic batch continues after this record;
 //	              bit 6 (0x40) set = "key": an idempotency key follows
 //	              the header (1 byte length k, 1..128, then k bytes),
-//	              before the payload
+//	              before the payload; bit 5 (0x20) set = "delay": the
+//	              visible-at time (unix ms, int64 little endian, not 0)
+//	              follows the header, before the key
 //	5       8     id, uint64 little endian
 //	13      8     enqueue time, unix milliseconds, int64 little endian
 //	21      8     expiry, unix milliseconds, int64 little endian; 0 = never
