@@ -288,10 +288,9 @@ func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 		return writeFileAtomic(q.dir, keysName, lines)
 	}
 	path := filepath.Join(q.dir, keysName)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := openLog(q.dir, keysName)
 	if err != nil {
-		return fmt.Errorf("append to %s: %w", path, err)
+		return err
 	}
 	_, err = f.Write(lines)
 	if err == nil {
@@ -300,11 +299,26 @@ func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && errors.Is(statErr, os.ErrNotExist) {
-		err = segment.SyncDir(q.dir) // a new file's name
-	}
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", path, err)
 	}
 	return nil
+}
+
+// openLog opens dir/name for appending, creating it (and fsyncing dir, so
+// that the new name survives a crash) when it does not exist.
+func openLog(dir, name string) (*os.File, error) {
+	path := filepath.Join(dir, name)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open %s for appending: %w", path, err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		if err := segment.SyncDir(dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
 }

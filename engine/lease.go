@@ -619,18 +619,10 @@ func (q *queue) writeLeaseLog(cb *cursorBatch) error {
 	}
 	path := filepath.Join(q.dir, leasesName)
 	if q.leaseFile == nil {
-		_, statErr := os.Stat(path)
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err := openLog(q.dir, leasesName)
 		if err != nil {
 			q.leaseRewrite = true
-			return fmt.Errorf("open lease log %s: %w", path, err)
-		}
-		if errors.Is(statErr, os.ErrNotExist) {
-			if err := segment.SyncDir(q.dir); err != nil {
-				f.Close()
-				q.leaseRewrite = true
-				return err
-			}
+			return err
 		}
 		q.leaseFile = f
 	}
