@@ -5,7 +5,14 @@
 // Routes:
 //
 //	POST /api/queue[/{name}]   enqueue the body; 201 {"queue":"q","id":42}, X-Message-Id
-//	GET  /api/queue[/{name}]   dequeue; 200 with the bytes, or 204; ?wait=0..30 long-polls
+//	GET  /api/queue[/{name}]   dequeue; 200 with the bytes, or 204; ?wait=0..30 long-polls;
+//	                           ?lease=1..43200 hides it instead (X-Receipt, X-Delivery-Count,
+//	                           X-Lease-Expires-At); POST ?delay=N hides a new message for N s
+//	POST /api/queue/{name}/batch        up to 1000 messages, one group commit; 201 {"ids":[...]}
+//	GET  /api/queue/{name}/batch?max=N  up to N messages (with lease, wait); 200 or 204
+//	POST /api/queue/{name}/ack          X-Receipt; 204 once written, 410 LEASE_EXPIRED
+//	POST /api/queue/{name}/nack?delay=N X-Receipt; 204, visible again after N s
+//	POST /api/queue/{name}/extend?lease=N X-Receipt; 200 {"lease_expires_at":ms}
 //	GET  /api/stats            200 {"queues":[...]}
 //	GET  /api/stats/{name}     200 one queue, or 404 QUEUE_NOT_FOUND
 //	GET  /healthz              200 "ok" while the process serves

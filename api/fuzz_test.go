@@ -67,7 +67,7 @@ func FuzzQueryParams(f *testing.F) {
 
 // FuzzHandler sends arbitrary methods, paths, queries, one header and a
 // body through the whole router over a real engine: never a panic, never a
-// 5xx but 501 NOT_IMPLEMENTED (a lease, delay or idempotency key asked for).
+// 5xx.
 func FuzzHandler(f *testing.F) {
 	dir := f.TempDir()
 	eng, err := engine.Open(engine.Options{Dir: dir, Fsync: engine.FsyncNever,
