@@ -365,6 +365,16 @@ func (q *queue) forgetLocked(m *heldMsg) {
 func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duration, now int64, cb *cursorBatch) Message {
 	msg := toMessage(&rec)
 	msg.DeliveryCount = 1
+	if m == nil && lease == 0 {
+		return msg // a plain pop: the cursor move is the whole record of it
+	}
+	q.deliverHeldLocked(&msg, rec, m, lease, now, cb)
+	return msg
+}
+
+// deliverHeldLocked is deliverLocked for a lease or a held message (apart,
+// so that what its undo closures capture costs a plain pop nothing).
+func (q *queue) deliverHeldLocked(msg *Message, rec segment.Record, m *heldMsg, lease time.Duration, now int64, cb *cursorBatch) {
 	if m != nil {
 		msg.DeliveryCount = int(m.count) + 1
 		c := &q.redelivered
@@ -375,8 +385,6 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 		cb.undo = append(cb.undo, func() { c.Add(^uint64(0)) })
 	}
 	switch {
-	case lease == 0 && m == nil:
-		// The cursor move is the whole record of it.
 	case lease == 0:
 		q.delHeldLocked(m)
 		cb.log = appendLeaseRec(cb.log, leaseKindDone, rec.ID, 0)
@@ -414,7 +422,6 @@ func (q *queue) deliverLocked(rec segment.Record, m *heldMsg, lease time.Duratio
 		msg.Receipt = q.e.receipt(rec.ID, m.seq)
 		msg.LeaseExpiresAt = time.UnixMilli(m.until)
 	}
-	return msg
 }
 
 // leaseLocked finds the held message a receipt names while its lease runs.
