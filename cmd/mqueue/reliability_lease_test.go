@@ -19,7 +19,9 @@ import (
 // the restart a drain with plain GETs must return every message that was
 // not acked (those leased and left unacked with their delivery count
 // raised) exactly once, and none whose ack was answered 204. Acks in
-// flight at the kill may go either way.
+// flight at the kill may go either way. One message in each batch is
+// delayed by 2 s: it must come once, never before its time, before or
+// after the kill.
 func TestLeaseKill9(t *testing.T) {
 	relLong(t)
 	bin := relBuild(t)
@@ -36,17 +38,22 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 	s, _ := relStartReady(t, cfg)
 	client := relClient(t)
 	const n = 3000
-	// Fill with batch POSTs: bodies "m-<i>".
+	const delay = 2 * time.Second
+	// Fill with batch POSTs: bodies "m-<i>", and in each batch one
+	// delayed by 2 s, "d-<i>", which must not come before its time.
+	var all []string
+	notBefore := map[string]time.Time{}
 	for i := 0; i < n; i += 100 {
 		var b strings.Builder
 		b.WriteString(`{"messages":[`)
 		for j := i; j < i+100; j++ {
-			if j > i {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"body":"m-%d"}`, j)
+			fmt.Fprintf(&b, `{"body":"m-%d"},`, j)
+			all = append(all, fmt.Sprintf("m-%d", j))
 		}
-		b.WriteString(`]}`)
+		d := fmt.Sprintf("d-%d", i)
+		fmt.Fprintf(&b, `{"body":%q,"delay":%d}]}`, d, int(delay.Seconds()))
+		all = append(all, d)
+		notBefore[d] = time.Now().Add(delay)
 		resp, err := client.Post(s.base+"/api/queue/lq/batch", "application/json", strings.NewReader(b.String()))
 		if err != nil {
 			t.Fatal(err)
@@ -85,6 +92,9 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 					continue
 				}
 				m := string(body)
+				if nb, ok := notBefore[m]; ok && time.Now().Before(nb) {
+					t.Errorf("%s delivered %v before its delay ended", m, time.Until(nb))
+				}
 				count, _ := strconv.Atoi(resp.Header.Get("X-Delivery-Count"))
 				receipt := resp.Header.Get("X-Receipt")
 				if rng.IntN(2) == 0 {
@@ -128,6 +138,13 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 
 	s, _ = relStartReady(t, cfg)
 	seen := map[string]int{}
+	// Drain until every delay has ended (and a little more).
+	var lastDue time.Time
+	for _, nb := range notBefore {
+		if nb.After(lastDue) {
+			lastDue = nb
+		}
+	}
 	for {
 		resp, err := client.Get(s.base + "/api/queue/lq/batch?max=1000")
 		if err != nil {
@@ -136,6 +153,10 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusNoContent {
+			if time.Now().Before(lastDue.Add(300 * time.Millisecond)) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 			break
 		}
 		if resp.StatusCode != http.StatusOK {
@@ -152,14 +173,16 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		}
 		for _, msg := range out.Messages {
 			seen[msg.Body]++
+			if nb, ok := notBefore[msg.Body]; ok && time.Now().Before(nb) {
+				t.Errorf("%s delivered %v before its delay ended (after the restart)", msg.Body, time.Until(nb))
+			}
 			if want, ok := leased[msg.Body]; ok && msg.DeliveryCount <= want {
 				t.Errorf("%s was leased (delivery %d) and not acked; delivered again with count %d, want more", msg.Body, want, msg.DeliveryCount)
 			}
 		}
 	}
 	lost, back, twice := 0, 0, 0
-	for i := range n {
-		m := fmt.Sprintf("m-%d", i)
+	for _, m := range all {
 		switch {
 		case seen[m] > 1:
 			twice++
@@ -174,6 +197,10 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 	if twice > 0 {
 		t.Errorf("%d messages delivered twice by the drain", twice)
 	}
-	t.Logf("before the kill: %d acked, %d acks unanswered, %d leased and left; after: %d delivered, lost %d, acked-back %d, twice %d",
-		len(acked), len(unsure), len(leased), len(seen), lost, back, twice)
+	delayedSeen := 0
+	for d := range notBefore {
+		delayedSeen += seen[d]
+	}
+	t.Logf("before the kill: %d acked, %d acks unanswered, %d leased and left; after: %d delivered (%d of the %d delayed), lost %d, acked-back %d, twice %d",
+		len(acked), len(unsure), len(leased), len(seen), delayedSeen, len(notBefore), lost, back, twice)
 }
