@@ -251,9 +251,8 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 			return
 		}
 	}
-	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
+	wait, ok := waitParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidWait, "wait must be an integer number of seconds in 0..30")
 		return
 	}
 	ctx, done := s.pollContext(c, wait)

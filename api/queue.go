@@ -179,9 +179,8 @@ func (s *Server) dequeue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
+	wait, ok := waitParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidWait, "wait must be an integer number of seconds in 0..30")
 		return
 	}
 	ctx, done := s.pollContext(c, wait)
@@ -230,6 +229,16 @@ func (s *Server) pollContext(c *gin.Context, wait uint64) (ctx context.Context, 
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.pollCtx, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// waitParam parses ?wait (absent: 0), or answers 400 INVALID_WAIT: an
+// integer number of seconds in 0..MaxWaitSeconds.
+func waitParam(c *gin.Context, q url.Values) (uint64, bool) {
+	wait, ok := uintParam(q, "wait", MaxWaitSeconds)
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidWait, fmt.Sprintf("wait must be an integer number of seconds in 0..%d", MaxWaitSeconds))
+	}
+	return wait, ok
 }
 
 // leaseParam parses ?lease (absent: no lease), or answers 400
