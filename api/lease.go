@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 
 // receiptAndQuery returns the queue name, the query and the X-Receipt of a
 // POST to ack, nack or extend, or answers 400.
-func receiptAndQuery(c *gin.Context) (name string, receipt string, q map[string][]string, ok bool) {
+func receiptAndQuery(c *gin.Context) (name, receipt string, q url.Values, ok bool) {
 	name, q, ok = queueAndQuery(c)
 	if !ok {
 		return "", "", nil, false
@@ -46,9 +47,8 @@ func (s *Server) nack(c *gin.Context) {
 	if !ok {
 		return
 	}
-	delay, ok := uintParam(q, "delay", MaxDelaySeconds)
+	delay, ok := delayParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidDelay, fmt.Sprintf("delay must be an integer number of seconds in 0..%d", MaxDelaySeconds))
 		return
 	}
 	if err := s.eng.Load().Nack(name, receipt, time.Duration(delay)*time.Second); err != nil {

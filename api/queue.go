@@ -122,9 +122,8 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	delay, ok := uintParam(q, "delay", MaxDelaySeconds)
+	delay, ok := delayParam(c, q)
 	if !ok {
-		abortError(c, http.StatusBadRequest, CodeInvalidDelay, "delay must be an integer number of seconds in 0..604800")
 		return
 	}
 	key, ok := idempotencyKey(c)
@@ -239,6 +238,16 @@ func waitParam(c *gin.Context, q url.Values) (uint64, bool) {
 		abortError(c, http.StatusBadRequest, CodeInvalidWait, fmt.Sprintf("wait must be an integer number of seconds in 0..%d", MaxWaitSeconds))
 	}
 	return wait, ok
+}
+
+// delayParam parses ?delay (absent: 0) of a POST or a nack, or answers
+// 400 INVALID_DELAY: an integer number of seconds in 0..MaxDelaySeconds.
+func delayParam(c *gin.Context, q url.Values) (uint64, bool) {
+	delay, ok := uintParam(q, "delay", MaxDelaySeconds)
+	if !ok {
+		abortError(c, http.StatusBadRequest, CodeInvalidDelay, fmt.Sprintf("delay must be an integer number of seconds in 0..%d", MaxDelaySeconds))
+	}
+	return delay, ok
 }
 
 // leaseParam parses ?lease (absent: no lease), or answers 400

@@ -39,51 +39,53 @@ import (
 // out a nack's delay, visible again, or being moved to the DLQ.
 type heldMsg struct {
 	rec    segment.Record
-	count  uint32 // deliveries so far
-	until  int64  // unix ms: the lease's end, or the nack delay's; 0 when visible
-	seq    uint64 // the current lease's receipt sequence; 0 when not leased
-	moving bool   // on its way to the DLQ (in neither heap)
-	onDisk bool   // rec.Payload is not kept (maxHeldBytes): read it back when delivering
-	hidx   int    // index in q.hidden, -1 when not there
-	vidx   int    // index in q.visible, -1 when not there
+	count  uint32    // deliveries so far
+	until  int64     // unix ms: the lease's end, or the nack delay's; 0 when visible
+	seq    uint64    // the current lease's receipt sequence; 0 when not leased
+	moving bool      // on its way to the DLQ (in neither heap)
+	onDisk bool      // rec.Payload is not kept (maxHeldBytes): read it back when delivering
+	in     *heldHeap // the heap it is in (q.hidden or q.visible), nil for none
+	idx    int       // its index there
 }
 
-// hiddenHeap orders leased and delayed messages by when they end.
-type hiddenHeap []*heldMsg
-
-func (h hiddenHeap) Len() int           { return len(h) }
-func (h hiddenHeap) Less(i, j int) bool { return h[i].until < h[j].until }
-func (h hiddenHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = i, j
+// heldHeap is a heap of held messages: q.hidden (leased and delayed, by
+// when they end) or q.visible (visible again, by id). A message is in one
+// at most.
+type heldHeap struct {
+	ms   []*heldMsg
+	byID bool
 }
-func (h *hiddenHeap) Push(x any) { m := x.(*heldMsg); m.hidx = len(*h); *h = append(*h, m) }
-func (h *hiddenHeap) Pop() any {
-	old := *h
-	m := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	m.hidx = -1
+
+func (h *heldHeap) Len() int { return len(h.ms) }
+func (h *heldHeap) Less(i, j int) bool {
+	if h.byID {
+		return h.ms[i].rec.ID < h.ms[j].rec.ID
+	}
+	return h.ms[i].until < h.ms[j].until
+}
+func (h *heldHeap) Swap(i, j int) {
+	h.ms[i], h.ms[j] = h.ms[j], h.ms[i]
+	h.ms[i].idx, h.ms[j].idx = i, j
+}
+func (h *heldHeap) Push(x any) {
+	m := x.(*heldMsg)
+	m.in, m.idx = h, len(h.ms)
+	h.ms = append(h.ms, m)
+}
+func (h *heldHeap) Pop() any {
+	m := h.ms[len(h.ms)-1]
+	h.ms[len(h.ms)-1] = nil
+	h.ms = h.ms[:len(h.ms)-1]
+	m.in = nil
 	return m
 }
 
-// visibleHeap orders messages that are visible again by id.
-type visibleHeap []*heldMsg
-
-func (h visibleHeap) Len() int           { return len(h) }
-func (h visibleHeap) Less(i, j int) bool { return h[i].rec.ID < h[j].rec.ID }
-func (h visibleHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].vidx, h[j].vidx = i, j
-}
-func (h *visibleHeap) Push(x any) { m := x.(*heldMsg); m.vidx = len(*h); *h = append(*h, m) }
-func (h *visibleHeap) Pop() any {
-	old := *h
-	m := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	m.vidx = -1
-	return m
+// first returns the heap's top message, or nil when it is empty.
+func (h *heldHeap) first() *heldMsg {
+	if len(h.ms) == 0 {
+		return nil
+	}
+	return h.ms[0]
 }
 
 // maxHeldBytes bounds the bodies of held messages a queue keeps in
@@ -223,8 +225,8 @@ func (q *queue) joinLocked() *cursorBatch {
 // timer, and wakes the loop when it moved earlier.
 func (q *queue) dueLocked() {
 	var due int64
-	if len(q.hidden) > 0 {
-		due = q.hidden[0].until
+	if m := q.hidden.first(); m != nil {
+		due = m.until
 	}
 	if old := q.due.Swap(due); due != 0 && (old == 0 || due < old) {
 		q.kick()
@@ -236,11 +238,11 @@ func (q *queue) dueLocked() {
 // moving; the caller hands them to deadLetter after unlocking). It reports
 // whether any became visible.
 func (q *queue) promoteLocked(now int64) (dead []*heldMsg, woke bool) {
-	if len(q.hidden) == 0 || q.hidden[0].until > now {
+	if m := q.hidden.first(); m == nil || m.until > now {
 		return nil, false
 	}
-	for len(q.hidden) > 0 && q.hidden[0].until <= now {
-		m := heap.Pop(&q.hidden).(*heldMsg)
+	for m := q.hidden.first(); m != nil && m.until <= now; m = q.hidden.first() {
+		heap.Pop(&q.hidden)
 		if m.seq != 0 {
 			m.seq = 0
 			q.leased--
@@ -281,7 +283,7 @@ func (q *queue) expireLeases() {
 // delayed message the cursor reaches before its time is held until then
 // (holdDelayedLocked) and the cursor goes on.
 func (q *queue) popLocked(now int64) (rec segment.Record, m *heldMsg, err error) {
-	for len(q.visible) > 0 {
+	for q.visible.Len() > 0 {
 		m = heap.Pop(&q.visible).(*heldMsg)
 		if m.rec.Expired(now) {
 			// Not logged: a restart finds it expired again.
@@ -322,7 +324,7 @@ func (q *queue) holdDelayedLocked(rec segment.Record) bool {
 		return false
 	}
 	q.dequeued.Add(^uint64(0)) // counted when it is delivered
-	m := &heldMsg{rec: rec, until: rec.VisibleAt, hidx: -1, vidx: -1}
+	m := &heldMsg{rec: rec, until: rec.VisibleAt}
 	q.putHeldLocked(m)
 	heap.Push(&q.hidden, m)
 	q.dueLocked()
@@ -335,11 +337,8 @@ func (q *queue) holdDelayedLocked(rec segment.Record) bool {
 
 // unheapLocked takes m out of whichever heap holds it.
 func (q *queue) unheapLocked(m *heldMsg) {
-	if m.hidx >= 0 {
-		heap.Remove(&q.hidden, m.hidx)
-	}
-	if m.vidx >= 0 {
-		heap.Remove(&q.visible, m.vidx)
+	if m.in != nil {
+		heap.Remove(m.in, m.idx)
 	}
 	if m.seq != 0 {
 		m.seq = 0
@@ -395,7 +394,7 @@ func (q *queue) deliverHeldLocked(msg *Message, rec segment.Record, m *heldMsg, 
 	default:
 		fromCursor := m == nil
 		if fromCursor {
-			m = &heldMsg{rec: rec, hidx: -1, vidx: -1}
+			m = &heldMsg{rec: rec}
 			q.putHeldLocked(m)
 		}
 		m.count++
@@ -451,7 +450,7 @@ func (q *queue) ack(receipt string) error {
 		q.mu.Unlock()
 		return err
 	}
-	heap.Remove(&q.hidden, m.hidx)
+	heap.Remove(&q.hidden, m.idx)
 	q.delHeldLocked(m)
 	q.leased--
 	q.dueLocked()
@@ -486,13 +485,13 @@ func (q *queue) nack(receipt string, delay time.Duration) error {
 	q.leased--
 	if delay > 0 {
 		m.until = now + delay.Milliseconds()
-		heap.Fix(&q.hidden, m.hidx)
+		heap.Fix(&q.hidden, m.idx)
 		q.dueLocked()
 		q.mu.Unlock()
 		return nil
 	}
 	m.until = now // due now: promoteLocked makes it visible or dead
-	heap.Fix(&q.hidden, m.hidx)
+	heap.Fix(&q.hidden, m.idx)
 	dead, woke := q.promoteLocked(now)
 	if woke {
 		close(q.notify)
@@ -515,7 +514,7 @@ func (q *queue) extend(receipt string, lease time.Duration) (time.Time, error) {
 		return time.Time{}, err
 	}
 	m.until = now + lease.Milliseconds()
-	heap.Fix(&q.hidden, m.hidx)
+	heap.Fix(&q.hidden, m.idx)
 	q.dueLocked()
 	return time.UnixMilli(m.until), nil
 }
@@ -693,7 +692,7 @@ func (q *queue) loadLeases() error {
 		if rec.Expired(now) {
 			return
 		}
-		m := &heldMsg{rec: rec, count: count[rec.ID], hidx: -1, vidx: -1}
+		m := &heldMsg{rec: rec, count: count[rec.ID]}
 		q.putHeldLocked(m)
 		if rec.VisibleAt > now {
 			// Delayed and not yet due: held until then, as before.
@@ -706,7 +705,7 @@ func (q *queue) loadLeases() error {
 	if n := len(ids) - len(q.held); n > 0 {
 		q.log.Warn("leased messages not found or expired at start; not delivered again", "messages", n)
 	}
-	if n := len(q.visible); n > 0 {
+	if n := q.visible.Len(); n > 0 {
 		q.log.Info("leased messages visible again after a restart", "messages", n)
 	}
 	q.dueLocked()

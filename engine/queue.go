@@ -91,8 +91,8 @@ type queue struct {
 
 	// Leases (lease.go), under mu.
 	held      map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
-	hidden    hiddenHeap          // leased and delayed, by end
-	visible   visibleHeap         // visible again, by id
+	hidden    heldHeap            // leased and delayed, by end
+	visible   heldHeap            // visible again, by id (byID)
 	leased    int64               // held messages under a running lease
 	heldBytes int64               // bodies of held messages kept in memory (maxHeldBytes)
 	due       atomic.Int64        // the earliest end in hidden (0 none), for the commit loop's timer
@@ -119,6 +119,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		wake:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		held:    map[uint64]*heldMsg{},
+		visible: heldHeap{byID: true},
 	}
 	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
 	if err := os.Mkdir(dir, 0o750); err == nil {
@@ -426,10 +427,17 @@ func (q *queue) startPopLocked(lease time.Duration) (int64, error) {
 	if dead, _ := q.promoteLocked(now); len(dead) > 0 {
 		go q.deadLetter(dead)
 	}
-	if lease > 0 && len(q.visible) == 0 && len(q.held) >= MaxInFlight {
+	if q.heldFullLocked(lease) {
 		return 0, fmt.Errorf("%w: %d held", ErrTooManyInFlight, len(q.held))
 	}
 	return now, nil
+}
+
+// heldFullLocked reports whether a lease must wait: the queue holds
+// MaxInFlight messages and none of them is visible again (leasing one of
+// those adds nothing).
+func (q *queue) heldFullLocked(lease time.Duration) bool {
+	return lease > 0 && q.visible.Len() == 0 && len(q.held) >= MaxInFlight
 }
 
 // dequeueBatch pops up to max unexpired messages, stopping early once their
@@ -446,7 +454,7 @@ func (q *queue) dequeueBatch(max int, maxBytes int64, lease time.Duration) ([]Me
 	var msgs []Message
 	var bytes int64
 	for len(msgs) < max && bytes < maxBytes {
-		if lease > 0 && len(q.visible) == 0 && len(q.held) >= MaxInFlight {
+		if q.heldFullLocked(lease) {
 			break
 		}
 		rec, m, err := q.popLocked(now)
@@ -499,11 +507,14 @@ func (q *queue) persistReadLocked() error {
 func (q *queue) nextLocked() (segment.Record, error) {
 	now := q.nowMs()
 	for q.readID <= q.committed {
+		// One tmu section per record read from the tail: take it and
+		// forget it (and anything older) there.
 		var rec segment.Record
 		q.tmu.Lock()
 		r, ok := q.tail.get(q.readID)
 		if ok {
 			rec = *r
+			q.tail.dropBefore(rec.ID + 1)
 		}
 		q.tmu.Unlock()
 		if !ok {
@@ -515,12 +526,12 @@ func (q *queue) nextLocked() (segment.Record, error) {
 				return segment.Record{}, err
 			}
 			rec = r
+			q.tmu.Lock()
+			q.tail.dropBefore(rec.ID + 1)
+			q.tmu.Unlock()
 		}
 		q.readID = rec.ID + 1
 		q.depth--
-		q.tmu.Lock()
-		q.tail.dropBefore(q.readID)
-		q.tmu.Unlock()
 		if rec.Expired(now) {
 			q.expired.Add(1)
 			continue
@@ -621,7 +632,7 @@ func (q *queue) stats() QueueStats {
 	defer q.mu.Unlock()
 	st := QueueStats{
 		Queue:         q.name,
-		Depth:         q.depth + int64(len(q.visible)),
+		Depth:         q.depth + int64(q.visible.Len()),
 		NextID:        q.nextID,
 		ReadID:        q.readID,
 		EnqueuedTotal: q.enqueued.Load(),
@@ -631,7 +642,7 @@ func (q *queue) stats() QueueStats {
 		DiskBytes:     q.segBytes,
 
 		InFlight:          q.leased,
-		Delayed:           int64(len(q.hidden)) - q.leased,
+		Delayed:           int64(q.hidden.Len()) - q.leased,
 		DeadLetteredTotal: q.deadLettered.Load(),
 		RedeliveredTotal:  q.redelivered.Load(),
 	}
@@ -653,9 +664,9 @@ func (q *queue) stats() QueueStats {
 			}
 		}
 	}
-	if len(q.visible) > 0 {
+	if q.visible.Len() > 0 {
 		// Visible again after a lease: older than anything at the cursor.
-		st.OldestEnqueuedAt = q.visible[0].rec.EnqueuedAt
+		st.OldestEnqueuedAt = q.visible.first().rec.EnqueuedAt
 	}
 	return st
 }
