@@ -193,7 +193,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		if repaired {
 			e.opts.Metrics.IncRepaired()
 			q.log.Warn("repaired torn tail of newest segment", "segment", segment.Name(base),
-				"offset", res.ValidSize, "cut_bytes", res.Cut,
+				"offset", res.ValidSize, "cut_bytes", res.Cut, "kept_bytes", res.Kept,
 				"reason", res.Tail.Reason, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
 			if res.KeepErr != nil {
 				q.log.Error("torn tail cut without a copy", "err", res.KeepErr)

@@ -67,7 +67,10 @@
 //     zero-filled space (only zeros after the last intact record) and from
 //     corruption in the middle (a bad
 //     record followed by an intact one). Repair cuts a torn tail, keeps the
-//     cut bytes in a .broken file, and fsyncs the file and its directory.
+//     cut bytes (at most MaxKeptTail, streamed) in a .broken file, and
+//     fsyncs the file and its directory. Scan and Repair use bounded memory
+//     whatever the file holds: holes are skipped (SEEK_DATA), a zero run is
+//     one bad frame, and the bad frames listed are capped.
 //     Corruption in the middle is reported with segment and offset and the
 //     bad record is skipped by readers, never served.
 //   - A failed write or fsync leaves the Writer broken; Recover truncates the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Reader reads the records of one segment in order, through its own file
@@ -26,6 +27,14 @@ type Reader struct {
 	zeroTail int64
 	// limit, when > 0, is where the readable records end (SetLimit).
 	limit int64
+	// dataAt is the offset of a non-zero byte that zerosToEnd found after
+	// a zero byte (0 when none is known): zero bytes before it are not
+	// the end, and need no new look at the rest of the file.
+	dataAt int64
+	// collapseZeros (Scan) makes a run of zero bytes before dataAt one
+	// CorruptionError instead of one per byte (each is an empty frame),
+	// so that a large zero-filled stretch costs one error, not millions.
+	collapseZeros bool
 }
 
 // SetLimit makes the Reader treat offset n as the end of the file: it
@@ -41,17 +50,34 @@ func (r *Reader) SetLimit(n int64) { r.limit = max(r.limit, n) }
 func (r *Reader) ZeroTail() int64 { return r.zeroTail }
 
 // zerosToEnd returns the size of the rest of the file from r.off when it is
-// all zero bytes, else 0.
+// all zero bytes, else 0 (and then r.dataAt is where a non-zero byte is).
+// Holes of a sparse file are skipped with SEEK_DATA, so a huge
+// preallocated or truncate(2)-extended tail costs no reading.
 func (r *Reader) zerosToEnd() (int64, error) {
+	if r.dataAt > r.off {
+		return 0, nil
+	}
 	fi, err := r.f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
 	}
+	end := fi.Size()
 	buf := make([]byte, readChunk)
-	for off := r.off; off < fi.Size(); {
-		n, err := r.f.ReadAt(buf[:min(int64(len(buf)), fi.Size()-off)], off)
-		for _, b := range buf[:n] {
+	for off := r.off; off < end; {
+		// Positioned reads only elsewhere, so moving the file offset here
+		// disturbs nothing. Without SEEK_DATA support, read on.
+		if d, err := r.f.Seek(off, seekData); err == nil {
+			if d >= end {
+				break
+			}
+			off = d
+		} else if errors.Is(err, syscall.ENXIO) {
+			break // a hole from off to the end
+		}
+		n, err := r.f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		for i, b := range buf[:n] {
 			if b != 0 {
+				r.dataAt = off + int64(i)
 				return 0, nil
 			}
 		}
@@ -63,8 +89,11 @@ func (r *Reader) zerosToEnd() (int64, error) {
 		}
 		off += int64(n)
 	}
-	return max(fi.Size()-r.off, 0), nil
+	return max(end-r.off, 0), nil
 }
+
+// seekData is lseek(2)'s SEEK_DATA (Linux, and most Unix file systems).
+const seekData = 3
 
 const readChunk = 64 << 10
 
@@ -144,6 +173,16 @@ func (r *Reader) Next() (Record, error) {
 		if zero > 0 {
 			r.zeroTail = zero
 			return Record{}, io.EOF
+		}
+		if run := r.dataAt - r.off; r.collapseZeros && run > 1 {
+			if r.limit > 0 {
+				run = min(run, max(r.limit-r.off, 1))
+			}
+			ce := &CorruptionError{Segment: r.base, Offset: r.off, ID: r.base + r.n,
+				Reason: fmt.Sprintf("%d zero bytes (empty frames) before other bytes", run)}
+			r.off += run
+			r.n += uint64(run)
+			return Record{}, ce
 		}
 	}
 	k, size := frame(head)

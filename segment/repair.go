@@ -65,6 +65,9 @@ type ScanResult struct {
 	Corrupt []*CorruptionError
 	// Cut is the number of bytes Repair cut off (0 after Scan).
 	Cut int64
+	// Kept is how many of the cut bytes Repair kept in the .broken file:
+	// all of them, or the first MaxKeptTail.
+	Kept int64
 	// KeepErr says why Repair could not keep the cut bytes in a .broken
 	// file (nil when it did, or cut nothing).
 	KeepErr error
@@ -88,6 +91,7 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 		return nil, err
 	}
 	defer r.Close()
+	r.collapseZeros = true
 	fi, err := r.f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("scan segment %020d: %w", base, err)
@@ -119,7 +123,15 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 			res.ValidSize = r.off
 			continue
 		case errors.As(err, &ce):
-			pending = append(pending, ce)
+			switch {
+			case len(pending) < maxPending:
+				pending = append(pending, ce)
+			case len(pending) == maxPending:
+				// Garbage makes a bad frame every few bytes: list the
+				// first ones and count the rest, so memory stays bounded.
+				pending = append(pending, &CorruptionError{Segment: base, Offset: ce.Offset, ID: ce.ID,
+					Reason: "more bad records follow, not listed one by one"})
+			}
 			if !ce.Framing {
 				continue
 			}
@@ -140,13 +152,22 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	return res, nil
 }
 
+// maxPending bounds the bad records Scan lists after the last good one.
+const maxPending = 1024
+
+// MaxKeptTail is the most bytes of a torn tail Repair keeps in a .broken
+// file; a larger tail (a file extended far past its records) keeps its
+// first MaxKeptTail bytes, where a torn write starts.
+const MaxKeptTail = 64 << 20
+
 // BrokenPath returns where Repair keeps the bytes it cut off a segment.
 func BrokenPath(queueDir string, base uint64, offset int64) string {
 	return filepath.Join(queueDir, fmt.Sprintf("%020d-%010d.broken", base, offset))
 }
 
 // Repair cuts a segment's torn tail: it copies the bytes after the last good
-// record to a .broken file beside the segment (fsynced; if that fails, for
+// record (the first MaxKeptTail of them, streamed: a tail may be a file
+// extended by gigabytes) to a .broken file beside the segment (fsynced; if that fails, for
 // instance on a full disk, it says so in res.KeepErr and cuts anyway), truncates the
 // records file there, and fsyncs the file and the queue directory. It is for
 // the newest segment, whose tail may have been half written when the process
@@ -173,19 +194,21 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 		return nil, false, fmt.Errorf("repair segment %020d: %w", base, err)
 	}
 	defer f.Close()
-	cut := make([]byte, res.FileSize-res.ValidSize)
-	if _, err := f.ReadAt(cut, res.ValidSize); err != nil && !errors.Is(err, io.EOF) {
-		return nil, false, fmt.Errorf("repair segment %020d: read tail: %w", base, err)
-	}
+	cut := res.FileSize - res.ValidSize
 	broken := BrokenPath(queueDir, base, res.ValidSize)
-	if err := writeFileSync(broken, cut); err != nil {
+	kept, err := keepTail(broken, f, res.ValidSize, min(cut, MaxKeptTail))
+	if err != nil {
 		// Most likely a full disk, which is also when torn tails happen
 		// (a batch that failed half written). The bytes are no record
 		// anyone can read; keeping the queue down for them would be worse,
 		// so say what they were and cut them anyway.
 		os.Remove(broken)
-		res.KeepErr = fmt.Errorf("keep %d torn bytes in %s: %w (first bytes %x)", len(cut), broken, err, cut[:min(len(cut), 64)])
+		var first [64]byte
+		n, _ := f.ReadAt(first[:min(cut, int64(len(first)))], res.ValidSize)
+		res.KeepErr = fmt.Errorf("keep %d torn bytes in %s: %w (first bytes %x)", cut, broken, err, first[:n])
+		kept = 0
 	}
+	res.Kept = kept
 	if err := f.Truncate(res.ValidSize); err != nil {
 		return nil, false, fmt.Errorf("repair segment %020d: truncate at %d: %w", base, res.ValidSize, err)
 	}
@@ -225,6 +248,27 @@ func truncateSync(path string, size int64) error {
 		err = cerr
 	}
 	return err
+}
+
+// keepTail copies n bytes of f from off into a new file name, fsynced,
+// streaming them through a small buffer (a tail may be gigabytes).
+func keepTail(name string, f *os.File, off, n int64) (int64, error) {
+	dst, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return 0, err
+	}
+	copied, err := io.Copy(dst, io.NewSectionReader(f, off, n)) // a 32 KiB buffer
+
+	if err == nil && copied < n {
+		err = fmt.Errorf("read %d of %d bytes at %d: %w", copied, n, off, io.ErrUnexpectedEOF)
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return copied, err
 }
 
 // writeFileSync creates name with data and fsyncs it.
