@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,7 +39,7 @@ type Engine struct {
 	closeOnce sync.Once
 	diskBytes atomic.Int64
 
-	boot     uint32        // random per Open: receipts of an earlier run are refused
+	receipts *receiptCodec // signs receipts with a key of this run (receipt.go)
 	leaseSeq atomic.Uint64 // the last lease's receipt sequence, across queues
 }
 
@@ -53,7 +52,6 @@ const lockName = ".lock"
 // while the other queues are served.
 func Open(opts Options) (*Engine, error) {
 	opts.setDefaults()
-	boot := rand.Uint32()
 	if opts.Dir == "" {
 		return nil, errors.New("engine: no data directory")
 	}
@@ -71,8 +69,8 @@ func Open(opts Options) (*Engine, error) {
 		failed:  make(map[string]error),
 		created: make(chan struct{}),
 		closing: make(chan struct{}),
-		boot:    boot,
 	}
+	e.receipts = newReceiptCodec()
 	ents, err := os.ReadDir(opts.Dir)
 	if err != nil {
 		lock.Close()

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -182,35 +180,6 @@ func DecodeLeaseLog(b []byte) (count map[uint64]uint32, done map[uint64]bool, ba
 		}
 	}
 	return count, done, bad, len(b)
-}
-
-// receipt encodes a lease's receipt: opaque to clients, it names the
-// message, the lease and the node (which must see the ack).
-func (e *Engine) receipt(id, seq uint64) string {
-	var b [20]byte
-	binary.LittleEndian.PutUint64(b[0:], id)
-	binary.LittleEndian.PutUint64(b[8:], seq)
-	binary.LittleEndian.PutUint32(b[16:], e.boot)
-	return base64.RawURLEncoding.EncodeToString(b[:]) + "." + e.opts.Node
-}
-
-// parseReceipt returns the id and lease sequence a receipt names. A
-// receipt of another node or of an earlier run of this one is
-// ErrLeaseExpired: its lease is not known here.
-func (e *Engine) parseReceipt(r string) (id, seq uint64, err error) {
-	enc, node, ok := strings.Cut(r, ".")
-	b, derr := base64.RawURLEncoding.DecodeString(enc)
-	if !ok || derr != nil || len(b) != 20 {
-		// SPEC: an unknown receipt is 410 like an expired one.
-		return 0, 0, fmt.Errorf("%w: not a receipt of this server", ErrLeaseExpired)
-	}
-	if node != e.opts.Node {
-		return 0, 0, fmt.Errorf("%w: the receipt is from node %q, this is %q", ErrLeaseExpired, node, e.opts.Node)
-	}
-	if binary.LittleEndian.Uint32(b[16:]) != e.boot {
-		return 0, 0, fmt.Errorf("%w: the receipt is from before a restart", ErrLeaseExpired)
-	}
-	return binary.LittleEndian.Uint64(b[0:]), binary.LittleEndian.Uint64(b[8:]), nil
 }
 
 // joinLocked returns the cursor batch that the next commit turn persists.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/mqueue/mqueue/metrics"
@@ -110,8 +109,9 @@ type Options struct {
 	// MaxDeliveries moves a leased message that was delivered this many
 	// times without an ack to the queue {name}.dlq (0 = no limit).
 	MaxDeliveries int64
-	// Node names this engine in lease receipts (default the host name), so
-	// that a receipt brought to another node is refused.
+	// Node is unused: receipts no longer carry a node name, they are
+	// signed with a key of this run, which another node (or a later run)
+	// does not have. Kept so that callers setting it still compile.
 	Node string
 	// Logger receives the engine's logs (default slog.Default()).
 	Logger *slog.Logger
@@ -142,12 +142,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Node == "" {
-		o.Node, _ = os.Hostname()
-		if o.Node == "" {
-			o.Node = "mqueue"
-		}
 	}
 }
 
