@@ -158,10 +158,14 @@ func (e *Engine) queue(name string, create bool) (*queue, error) {
 
 // Enqueue stores body in queue and returns its id once the batch holding it
 // is written (and fsynced when the mode or opts.Sync says so). The engine
-// keeps body; the caller must not change it afterwards.
+// keeps body; the caller must not change it afterwards. A key starting with
+// 0x00 is reserved for the engine: ErrReservedKey.
 func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts EnqueueOptions) (uint64, error) {
 	if len(body) == 0 {
 		return 0, ErrEmptyMessage
+	}
+	if err := checkKey(ctx, opts.Key); err != nil {
+		return 0, err
 	}
 	q, err := e.queue(queue, true)
 	if err != nil {
@@ -176,11 +180,15 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 // first id and the count once the batch is written (and fsynced when the
 // mode or opts.Sync says so). With opts.Key used within DedupWindow it
 // stores nothing and returns the original batch's first id and count with
-// ErrDuplicate. The engine keeps the bodies; the caller must not change
+// ErrDuplicate. A key starting with 0x00 is reserved for the engine:
+// ErrReservedKey. The engine keeps the bodies; the caller must not change
 // them.
 func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, opts BatchOptions) (first uint64, n int, err error) {
 	if len(msgs) == 0 {
 		return 0, 0, errors.New("engine: empty batch")
+	}
+	if err := checkKey(ctx, opts.Key); err != nil {
+		return 0, 0, err
 	}
 	for i := range msgs {
 		if len(msgs[i].Body) == 0 {

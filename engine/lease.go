@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -489,10 +490,10 @@ func (q *queue) extend(receipt string, lease time.Duration) (time.Time, error) {
 }
 
 // deadLetter moves messages that reached MaxDeliveries to the queue
-// {name}.dlq: each is enqueued there (with an idempotency key, so that a
-// crash between that and the ack here cannot store it twice within the
-// dedup window), then acked here. One that cannot be moved stays held and
-// is tried again a second later.
+// {name}.dlq: each is enqueued there (with an internal idempotency key,
+// which no client can send, so that a crash between that and the ack here
+// cannot store it twice within the dedup window), then acked here. One
+// that cannot be moved stays held and is tried again a second later.
 func (q *queue) deadLetter(ms []*heldMsg) {
 	dlq := q.name + ".dlq"
 	for _, m := range ms {
@@ -527,14 +528,14 @@ func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
 		if m.rec.ExpiresAt != 0 {
 			ttl = time.Duration(m.rec.ExpiresAt-now) * time.Millisecond
 		}
-		key := fmt.Sprintf("dlq-%s-%d", q.name, m.rec.ID)
+		key := internalKey("dlq", q.name, strconv.FormatUint(m.rec.ID, 10))
 		q.mu.Lock()
 		body, err := q.payloadLocked(m)
 		q.mu.Unlock()
 		if err != nil {
 			return false, err
 		}
-		_, err = q.e.Enqueue(context.Background(), dlq, body, EnqueueOptions{TTL: ttl, Key: key})
+		_, err = q.e.enqueueInternal(context.Background(), dlq, body, EnqueueOptions{TTL: ttl, Key: key})
 		if err != nil && !errors.Is(err, ErrDuplicate) {
 			return false, err
 		}

@@ -31,6 +31,9 @@ var (
 	// id returned with it is the original message's, and nothing was
 	// stored.
 	ErrDuplicate = errors.New("engine: duplicate idempotency key")
+	// ErrReservedKey: an idempotency key starting with the byte 0x00 is
+	// reserved for the engine's own moves (dead letters, redrives).
+	ErrReservedKey = errors.New("engine: reserved idempotency key")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("engine: data directory locked")
 	// ErrLeaseExpired: the receipt names no running lease here (acked,
