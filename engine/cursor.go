@@ -52,6 +52,17 @@ func DecodeCursor(raw []byte) (readID, seq uint64, slot int, ok bool) {
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// MaxID bounds every id, read position and hwm a queue's files may hold:
+// all must be below it (2^63), which leaves hwm steps and batches ample
+// room before a uint64 would wrap (at 10 million messages a second, 2^63
+// ids take 29,000 years). A file with a value at or past it was not
+// written by the engine: the queue is refused at open (ErrUnavailable)
+// rather than ids wrapping around to old ones.
+const MaxID = uint64(1) << 63
+
+// errIDRange marks a cursor or hwm value at or past MaxID.
+var errIDRange = errors.New("value past the id range (2^63): not written by mqueue")
+
 type cursorFile struct {
 	f    *os.File
 	seq  uint64
@@ -75,6 +86,10 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 		return nil, 0, false, fmt.Errorf("read cursor %s: %w", path, err)
 	}
 	readID, seq, _, found := DecodeCursor(raw[:n])
+	if readID >= MaxID {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("%w: cursor %s holds read position %d: %w", ErrUnavailable, path, readID, errIDRange)
+	}
 	c.seq = seq
 	if n < len(raw) {
 		// Give the file its full size now, with the position found in both
@@ -154,6 +169,8 @@ func DecodeHWM(b []byte) (hwm uint64, ok bool) {
 	return binary.LittleEndian.Uint64(b), true
 }
 
+// readHWM reads a queue's hwm (0 when there is none). A value at or past
+// MaxID is an error wrapping errIDRange, which must keep the queue down.
 func readHWM(queueDir string) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
 	if errors.Is(err, os.ErrNotExist) {
@@ -165,6 +182,9 @@ func readHWM(queueDir string) (uint64, error) {
 	hwm, ok := DecodeHWM(b)
 	if !ok {
 		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
+	}
+	if hwm >= MaxID {
+		return 0, fmt.Errorf("%w: hwm in %s is %d: %w", ErrUnavailable, queueDir, hwm, errIDRange)
 	}
 	return hwm, nil
 }

@@ -70,6 +70,17 @@ type keyRecord struct {
 	At  int64  `json:"at"`
 }
 
+// maxKeyedBatch is the most messages one key stands for: the SPEC's batch
+// limit (api.MaxBatchMessages).
+const maxKeyedBatch = 1000
+
+// valid reports whether a keys file line can be one the engine wrote: ids
+// 1..MaxID-1 for 1..maxKeyedBatch messages (N 0 means 1). A bad count
+// would make a repeated batch POST answer that many ids.
+func (k *keyRecord) valid() bool {
+	return k.N >= 0 && k.N <= maxKeyedBatch && k.ID >= 1 && k.ID < MaxID-uint64(max(k.N, 1))
+}
+
 func (q *queue) window() int64 { return q.e.opts.DedupWindow.Milliseconds() }
 
 // loadKeys rebuilds the index at open: the keys file, then every keyed
@@ -87,12 +98,16 @@ func (q *queue) loadKeys() {
 	now := q.nowMs()
 	q.keyLines, q.carriedLive = 0, 0
 	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
-		bad := 0
+		bad, invalid := 0, 0
 		for line := range bytes.Lines(data) {
 			q.keyLines++
 			var k keyRecord
 			if err := json.Unmarshal(line, &k); err != nil || k.Key == "" {
 				bad++ // a line a crash cut short: its key is forgotten
+				continue
+			}
+			if !k.valid() {
+				invalid++ // not written by us: never trusted, forgotten
 				continue
 			}
 			if k.At+q.window() > now {
@@ -104,6 +119,10 @@ func (q *queue) loadKeys() {
 		}
 		if bad > 0 {
 			q.log.Warn("keys file has unreadable lines (a crash while appending); their keys are forgotten", "lines", bad)
+		}
+		if invalid > 0 {
+			q.log.Error("keys file has lines with impossible ids or counts; skipped, their keys are forgotten", "lines", invalid,
+				"max_n", maxKeyedBatch, "max_id", MaxID-1)
 		}
 		if len(data) > 0 && data[len(data)-1] != '\n' {
 			// A line cut short: the next carry rewrites the file rather

@@ -77,8 +77,8 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("list data dir %s: %w", opts.Dir, err)
 	}
 	for _, ent := range ents {
-		if !ent.IsDir() || !ValidQueueName(ent.Name()) {
-			continue
+		if !ValidQueueName(ent.Name()) {
+			continue // .lock; nothing the API can name
 		}
 		q, err := openQueue(e, ent.Name())
 		if err != nil {
@@ -145,6 +145,12 @@ func (e *Engine) queue(name string, create bool) (*queue, error) {
 	default:
 	}
 	q, err := openQueue(e, name)
+	if errors.Is(err, ErrUnavailable) {
+		// As at start: logged once, then answered from e.failed.
+		e.opts.Logger.Error("queue cannot be opened; it is unavailable until fixed", "queue", name, "err", err)
+		e.failed[name] = err
+		return nil, fmt.Errorf("queue %s: %w", name, err)
+	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("create queue %s: %w", name, err))
 	}

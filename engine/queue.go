@@ -128,12 +128,20 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		}
 	} else if !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("create queue dir %s: %w", dir, err)
+	} else if err := checkQueueDir(dir); err != nil {
+		return nil, err
 	}
 	bases, err := segment.List(dir)
 	if err != nil {
 		return nil, err
 	}
+	if n := len(bases); n > 0 && bases[n-1] >= MaxID {
+		return nil, fmt.Errorf("%w: segment %s: %w", ErrUnavailable, segment.Name(bases[n-1]), errIDRange)
+	}
 	hwm, err := readHWM(dir)
+	if errors.Is(err, errIDRange) {
+		return nil, err
+	}
 	if err != nil {
 		// Only ids after a lost tail depend on it; the log still bounds them.
 		q.log.Error("hwm file unreadable; ids continue from the newest segment", "err", err)
@@ -223,6 +231,11 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	// write starts a new segment there (prepareWrite), so that opening
 	// needs no disk space.
 	q.nextID = max(q.writer.NextID(), hwm, readID, 1)
+	if q.nextID >= MaxID {
+		q.writer.Close()
+		q.cursor.close()
+		return nil, fmt.Errorf("%w: the newest segment %s ends at id %d: %w", ErrUnavailable, segment.Name(active.Base), q.nextID-1, errIDRange)
+	}
 	q.committed = q.nextID - 1
 	if q.nextID != q.writer.NextID() {
 		q.log.Info("ids continue from the reserved high-water mark (the last stop was not clean)",
