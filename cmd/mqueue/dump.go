@@ -808,7 +808,10 @@ func (d *dumper) readStored(raw *os.File, off, frameBytes int64) *storedHeader {
 	if !d.opts.payload {
 		want = min(want, int64(binary.MaxVarintLen64+segment.HeaderSize+previewBytes))
 	}
-	if want <= 0 || want > 1<<30 {
+	// Never more than the file holds from off: the frame's length is
+	// what the damaged file says.
+	fi, err := raw.Stat()
+	if err != nil || want <= 0 || want > fi.Size()-off {
 		return nil
 	}
 	buf := make([]byte, want)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -1099,5 +1100,31 @@ func TestDumpDelayed(t *testing.T) {
 	_, jsonOut, _ := dumpOut(t, "--data", data, "--json")
 	if !strings.Contains(jsonOut, fmt.Sprintf(`"visible_at_ms":%d`, at.Add(time.Hour).UnixMilli())) {
 		t.Errorf("JSON lacks visible_at_ms:\n%s", jsonOut)
+	}
+}
+
+// A frame whose length field is hostile (up to 2^40) costs the dump no
+// more memory than the file holds: the length is checked against the
+// file before anything is allocated for it, in every output mode.
+func TestDumpHostileLengthBounded(t *testing.T) {
+	for _, l := range []uint64{1<<30 - 1, 1 << 30, 1 << 40, 1 << 20, 70000} {
+		t.Run(fmt.Sprint(l), func(t *testing.T) {
+			f := buildDataDir(t, t.TempDir())
+			var b [binary.MaxVarintLen64]byte
+			n := binary.PutUvarint(b[:], l)
+			writeAt(t, f.segFile(5), f.offs[6], append(b[:n], bytes.Repeat([]byte{0xAB}, 40)...))
+			for _, args := range [][]string{{}, {"--json", "--payload"}, {"--verify"}} {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				code, out, stderr := dumpOut(t, append([]string{"--data", f.data}, args...)...)
+				runtime.ReadMemStats(&m1)
+				if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 8<<20 {
+					t.Errorf("dump %v allocated %d bytes for a %d-byte frame length in a small file", args, alloc, l)
+				}
+				if !strings.Contains(out+stderr, "runs past the end of the file") && !strings.Contains(out+stderr, "unreadable frame length") {
+					t.Errorf("dump %v (exit %d) does not report the frame:\n%s\n%s", args, code, out, stderr)
+				}
+			}
+		})
 	}
 }
