@@ -130,10 +130,11 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	body, ok := s.readBody(c)
+	body, held, ok := s.readBody(c)
 	if !ok {
 		return
 	}
+	defer s.release(held)
 	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
 		TTL:   time.Duration(ttl) * time.Second,
 		Sync:  sync,
