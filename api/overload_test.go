@@ -8,10 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
