@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,21 +33,6 @@ const (
 	MaxLeaseSeconds = 43200
 )
 
-// batchRequest is the body of POST /api/queue/{name}/batch.
-type batchRequest struct {
-	Messages []batchItem `json:"messages"`
-}
-
-// batchItem is one message of a batch POST: exactly one of Body (text) and
-// BodyBase64 (bytes); TTL and Delay in seconds. Pointers tell absent from
-// empty; the numbers stay raw so that "5" or 5.0 is refused, not coerced.
-type batchItem struct {
-	Body       *string         `json:"body"`
-	BodyBase64 *string         `json:"body_base64"`
-	TTL        json.RawMessage `json:"ttl"`
-	Delay      json.RawMessage `json:"delay"`
-}
-
 // enqueueBatch serves POST /api/queue/{name}/batch: every message stored by
 // one group commit, or none (201 {"ids":[...]}).
 func (s *Server) enqueueBatch(c *gin.Context) {
@@ -69,10 +52,11 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	msgs, ok := s.readBatch(c)
+	msgs, held, ok := s.readBatch(c)
 	if !ok {
 		return
 	}
+	defer s.release(held)
 	first, n, err := s.eng.Load().EnqueueBatch(c.Request.Context(), name, msgs, engine.BatchOptions{Sync: sync, Key: key})
 	status, err := storedStatus(err)
 	if err != nil {
@@ -94,86 +78,101 @@ func (s *Server) enqueueBatch(c *gin.Context) {
 // readBatch reads and checks a batch POST's body, or answers the error: 413
 // BATCH_TOO_LARGE (over MaxBatchBytes or MaxBatchMessages), 413
 // MESSAGE_TOO_LARGE, 400 INVALID_BATCH, EMPTY_MESSAGE, INVALID_TTL,
-// or INVALID_DELAY.
-func (s *Server) readBatch(c *gin.Context) ([]engine.BatchMessage, bool) {
+// INVALID_DELAY or INVALID_BODY, or 503 OVERLOADED. The body is read into
+// pooled chunks (memory follows the bytes that arrived) and parsed by the
+// strict batchParser; the caller releases held once the request is done.
+func (s *Server) readBatch(c *gin.Context) (msgs []engine.BatchMessage, held int64, ok bool) {
 	r := c.Request
 	if r.ContentLength > MaxBatchBytes {
 		batchTooLarge(c)
-		return nil, false
+		return nil, 0, false
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBatchBytes+1))
-	if err != nil {
-		s.bodyError(c, err)
-		return nil, false
+	var b chunks
+	defer b.free()
+	outcome, err := b.read(s, r.Body, r.ContentLength, MaxBatchBytes)
+	if outcome != readDone {
+		s.release(b.held)
+		s.bodyRefused(c, outcome, err, func() { batchTooLarge(c) })
+		return nil, 0, false
 	}
-	if len(raw) > MaxBatchBytes {
+	if r.ContentLength > 0 {
+		_ = r.Body.Close() // net/http need not drain it again
+	}
+	// Until the request ends, the chunks' reservation stands for the
+	// messages decoded from them.
+	held = b.held
+	fail := func() ([]engine.BatchMessage, int64, bool) {
+		s.release(held)
+		return nil, 0, false
+	}
+	var raw []byte
+	switch len(b.list) {
+	case 0:
+	case 1:
+		raw = b.list[0][:b.n] // every message body is copied out of it
+	default:
+		raw = b.bytes()
+	}
+	items, problem, tooMany := parseBatch(raw)
+	switch {
+	case tooMany:
 		batchTooLarge(c)
-		return nil, false
-	}
-	var req batchRequest
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		invalidBatch(c, "the body is not a batch: "+jsonProblem(err))
-		return nil, false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		invalidBatch(c, "the body holds more than one JSON value")
-		return nil, false
-	}
-	switch n := len(req.Messages); {
-	case n == 0:
+		return fail()
+	case problem != "":
+		invalidBatch(c, "the body is not a batch: "+problem)
+		return fail()
+	case len(items) == 0:
 		invalidBatch(c, `a batch needs "messages" with at least one message`)
-		return nil, false
-	case n > MaxBatchMessages:
-		batchTooLarge(c)
-		return nil, false
+		return fail()
 	}
-	msgs := make([]engine.BatchMessage, len(req.Messages))
-	for i := range req.Messages {
-		m := &req.Messages[i]
+	msgs = make([]engine.BatchMessage, len(items))
+	for i := range items {
+		m := &items[i]
 		var body []byte
 		switch {
-		case (m.Body == nil) == (m.BodyBase64 == nil):
+		case (m.body == nil) == (m.bodyBase64 == nil):
 			invalidBatch(c, fmt.Sprintf(`message %d: give exactly one of "body" and "body_base64"`, i))
-			return nil, false
-		case m.Body != nil:
-			body = []byte(*m.Body)
+			return fail()
+		case m.body != nil && m.bodyOwned:
+			body = m.body
+		case m.body != nil:
+			body = bytes.Clone(m.body)
 		default:
-			b, err := base64.StdEncoding.DecodeString(*m.BodyBase64)
+			dst := make([]byte, base64.StdEncoding.DecodedLen(len(m.bodyBase64)))
+			n, err := base64.StdEncoding.Decode(dst, m.bodyBase64)
 			if err != nil {
 				invalidBatch(c, fmt.Sprintf(`message %d: "body_base64" is not standard base64`, i))
-				return nil, false
+				return fail()
 			}
-			body = b
+			body = dst[:n]
 		}
 		if len(body) == 0 {
 			abortError(c, http.StatusBadRequest, CodeEmptyMessage, fmt.Sprintf("message %d: a message needs at least one byte", i))
-			return nil, false
+			return fail()
 		}
 		if int64(len(body)) > s.cfg.MaxMessageBytes {
 			abortError(c, http.StatusRequestEntityTooLarge, CodeTooLarge,
 				fmt.Sprintf("message %d: a message is at most %d bytes", i, s.cfg.MaxMessageBytes))
-			return nil, false
+			return fail()
 		}
-		ttl, ok := jsonSeconds(m.TTL, MaxTTLSeconds)
+		ttl, ok := jsonSeconds(m.ttl, MaxTTLSeconds)
 		if !ok {
 			abortError(c, http.StatusBadRequest, CodeInvalidTTL, fmt.Sprintf("message %d: ttl must be an integer number of seconds in 0..%d", i, MaxTTLSeconds))
-			return nil, false
+			return fail()
 		}
-		delay, ok := jsonSeconds(m.Delay, MaxDelaySeconds)
+		delay, ok := jsonSeconds(m.delay, MaxDelaySeconds)
 		if !ok {
 			abortError(c, http.StatusBadRequest, CodeInvalidDelay, fmt.Sprintf("message %d: delay must be an integer number of seconds in 0..%d", i, MaxDelaySeconds))
-			return nil, false
+			return fail()
 		}
 		msgs[i] = engine.BatchMessage{Body: body, TTL: time.Duration(ttl) * time.Second, Delay: time.Duration(delay) * time.Second}
 	}
-	return msgs, true
+	return msgs, held, true
 }
 
 // jsonSeconds checks an optional JSON integer of seconds in 0..max: absent
 // or null is 0; a string, a fraction, an exponent or a sign is refused.
-func jsonSeconds(raw json.RawMessage, max uint64) (uint64, bool) {
+func jsonSeconds(raw []byte, max uint64) (uint64, bool) {
 	if raw == nil || string(raw) == "null" {
 		return 0, true
 	}
@@ -182,32 +181,6 @@ func jsonSeconds(raw json.RawMessage, max uint64) (uint64, bool) {
 		return 0, false
 	}
 	return v, true
-}
-
-// jsonProblem says briefly what encoding/json found wrong, without echoing
-// the body back.
-func jsonProblem(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		return fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String()))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "the JSON ends early"
-	}
-	return err.Error() // e.g. json: unknown field "x"
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "slice":
-		return "array"
-	case "struct", "map":
-		return "object"
-	}
-	return "string"
 }
 
 func batchTooLarge(c *gin.Context) {

@@ -40,6 +40,7 @@ const (
 	CodeInvalidReceipt   = "INVALID_RECEIPT"
 	CodeLeaseExpired     = "LEASE_EXPIRED"
 	CodeTooManyInFlight  = "TOO_MANY_IN_FLIGHT"
+	CodeOverloaded       = "OVERLOADED"
 )
 
 // ErrorBody is the JSON body of every error response. It is a plain value,

@@ -31,13 +31,18 @@ import (
 // the README says and never panic.
 func FuzzQueryParams(f *testing.F) {
 	for _, s := range []string{"ttl=60", "ttl=-1", "ttl=1e3", "ttl=%zz", "ttl=315360001", "wait=30", "wait=31",
-		"sync=1", "sync=TRUE", "sync=yes", "ttl=1&ttl=2", "ttl=", "a;b", "ttl=+5", "ttl=18446744073709551616"} {
+		"sync=1", "sync=TRUE", "sync=yes", "ttl=1&ttl=2", "ttl=5&ttl=abc", "ttl=5&TTL=6", "x=1&x=1", "ttl&ttl", "ttl=", "a;b", "ttl=+5", "ttl=18446744073709551616"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := url.ParseQuery(raw)
-		if err != nil {
+		q, problem := parseQuery(raw)
+		if problem != "" {
 			return // answered 400 INVALID_QUERY by queryParams
+		}
+		for k, vs := range q {
+			if len(vs) != 1 {
+				t.Fatalf("%q: parameter %q accepted with %d values", raw, k, len(vs))
+			}
 		}
 		for _, p := range []struct {
 			key string
@@ -100,6 +105,10 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/api/queue/q", "lease=30", "", "", ""},
 		{"POST", "/api/queue/q", "", "Idempotency-Key", "k1", "x"},
 		{"POST", "/api/queue/q/ack", "", "X-Receipt", "r", ""},
+		{"POST", "/api/queue/q", "ttl=5&ttl=abc", "", "", "x"},
+		{"GET", "/api/stats", "a=1&a=2", "", "", ""},
+		{"POST", "/api/queue/q/batch", "", "", "", `{"messages":[{"body":"a","body":"b"}]}`},
+		{"POST", "/api/queue/q", "", "Content-Length", "1048576", "x"},
 	} {
 		f.Add(s.method, s.path, s.query, s.hk, s.hv, []byte(s.body))
 	}
@@ -157,6 +166,12 @@ func FuzzBatch(f *testing.F) {
 		`{"messages":[{"body":"x"}],"messages":[{"body":"y"}]}`,
 		`{"Messages":[{"BODY":"x"}]}`,
 		`[]`, `null`, `{"messages":null}`, `{"messages":[{"body":"x"}]}}`,
+		`{"messages":[{"body":"x","body":"y"}]}`, `{"messages":[{"body":"x","TTL":5}]}`,
+		`{"messages":[{"body":"\ud800"}]}`, `{"messages":[{"body":"\udc00x"}]}`,
+		`{"messages":[{"body":"\ud83d\ude00"}]}`, "{\"messages\":[{\"body\":\"\xff\"}]}",
+		`{"messages":[{"body":"\u0041\n\/"}]}`, `{"messages":[{"body_base64":"\/w=="}]}`,
+		`{"messages":[{"body":"x","ttl":{"a":1,"a":2}}]}`, `{"messages":[{"body":"x","ttl":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}`,
+		`{"messages":[{"body":null,"body_base64":"eA=="}]}`, ` {"messages" : [ {"body" : "x" , "ttl" : 0 } ] } `,
 	} {
 		f.Add([]byte(s))
 	}

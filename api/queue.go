@@ -56,18 +56,36 @@ func queueAndQuery(c *gin.Context) (string, url.Values, bool) {
 
 // queryParams parses the query string, or answers 400 INVALID_QUERY: a
 // malformed pair (a bad escape, a ';') must not be silently dropped, which
-// would turn "?ttl=%zz" into "no TTL".
+// would turn "?ttl=%zz" into "no TTL", nor a repeated parameter silently
+// read as its first value ("?ttl=5&ttl=abc").
 func queryParams(c *gin.Context) (url.Values, bool) {
-	raw := c.Request.URL.RawQuery
-	if raw == "" {
-		return nil, true
-	}
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		abortError(c, http.StatusBadRequest, CodeInvalidQuery, "the query string is malformed")
+	q, problem := parseQuery(c.Request.URL.RawQuery)
+	if problem != "" {
+		abortError(c, http.StatusBadRequest, CodeInvalidQuery, problem)
 		return nil, false
 	}
 	return q, true
+}
+
+// parseQuery parses a raw query string; a malformed one, or one that gives
+// a parameter more than once, yields a problem for the 400 message.
+func parseQuery(raw string) (url.Values, string) {
+	if raw == "" {
+		return nil, ""
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, "the query string is malformed"
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			if len(k) > 64 {
+				k = k[:64]
+			}
+			return nil, fmt.Sprintf("the query parameter %q is given more than once", k)
+		}
+	}
+	return q, ""
 }
 
 // uintParam parses an optional query parameter as an integer in 0..max;
@@ -130,10 +148,11 @@ func (s *Server) enqueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	body, ok := s.readBody(c)
+	body, held, ok := s.readBody(c)
 	if !ok {
 		return
 	}
+	defer s.release(held)
 	id, err := s.eng.Load().Enqueue(c.Request.Context(), name, body, engine.EnqueueOptions{
 		TTL:   time.Duration(ttl) * time.Second,
 		Sync:  sync,
@@ -330,6 +349,9 @@ type statsResponse struct {
 
 // allStats serves GET /api/stats.
 func (s *Server) allStats(c *gin.Context) {
+	if _, ok := queryParams(c); !ok {
+		return
+	}
 	qs := s.eng.Load().AllStats()
 	if qs == nil {
 		qs = []engine.QueueStats{} // "queues":[] rather than null
@@ -339,7 +361,7 @@ func (s *Server) allStats(c *gin.Context) {
 
 // queueStats serves GET /api/stats/{name}.
 func (s *Server) queueStats(c *gin.Context) {
-	name, ok := queueName(c)
+	name, _, ok := queueAndQuery(c)
 	if !ok {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/mqueue/mqueue/engine"
 	"github.com/mqueue/mqueue/metrics"
@@ -51,6 +52,16 @@ const (
 	idleTimeout = 120 * time.Second
 	// maxHeaderBytes is far above what a client of this API sends.
 	maxHeaderBytes = 64 << 10
+
+	// DefaultMaxConnections is used when Config.MaxConnections is 0.
+	DefaultMaxConnections = 4096
+	// DefaultMaxInflightBytes is used when Config.MaxInflightBytes is 0
+	// (256 MiB).
+	DefaultMaxInflightBytes = 256 << 20
+	// MaxConcurrentStreams is the most requests one HTTP/2 connection may
+	// have open at once (the RFC 9113 recommended minimum; Go's default is
+	// 250).
+	MaxConcurrentStreams = 100
 )
 
 // Config configures a Server. The zero value of every field is valid and
@@ -76,6 +87,16 @@ type Config struct {
 	// after the grace (default DefaultShutdownTimeout); then connections are
 	// closed.
 	ShutdownTimeout time.Duration
+	// MaxConnections caps the connections served at once (default
+	// DefaultMaxConnections; negative: no cap). Connections past it wait in
+	// the kernel's accept queue until one closes.
+	MaxConnections int
+	// MaxInflightBytes caps the request body bytes held across all requests
+	// being received or handled (default DefaultMaxInflightBytes; negative:
+	// no cap). Bytes are reserved as a body arrives and released when its
+	// request ends; a request that would pass the cap is answered 503
+	// OVERLOADED.
+	MaxInflightBytes int64
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -99,6 +120,8 @@ type Server struct {
 	closing  atomic.Bool // every request but /healthz and /readyz answers 503 SHUTTING_DOWN
 	served   atomic.Bool
 	inFlight atomic.Int64 // requests being handled, for the drain
+	// inflightBytes is the request body memory reserved (see reserve).
+	inflightBytes atomic.Int64
 
 	// pollCtx is cancelled when the grace ends, to wake long polls while
 	// leaving in-flight enqueues alone (cancelling the request contexts
@@ -163,6 +186,12 @@ func (c *Config) setDefaults() error {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -212,6 +241,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return hardCtx },
+		// HTTP/2 (with TLS) multiplexes requests on one connection, so the
+		// connection cap alone does not bound them.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
+	}
+	if s.cfg.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	}
 	ln = &onceCloseListener{Listener: ln}
 	addr := ln.Addr().String()

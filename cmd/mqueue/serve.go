@@ -53,6 +53,8 @@ type serveConfig struct {
 	pprof             string
 	maxDeliveries     int64
 	dedupWindow       time.Duration
+	maxConnections    int
+	maxInflightBytes  int64
 
 	// warnings are logged once the logger exists.
 	warnings []string
@@ -120,6 +122,8 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.StringVar(&cfg.pprof, "pprof", "", "listen `address` for net/http/pprof on its own listener (e.g. 127.0.0.1:6060); empty = off")
 	fs.Int64Var(&cfg.maxDeliveries, "max-deliveries", 0, "leased deliveries without an ack after which a message moves to the queue {queue}.dlq, 0 = no limit")
 	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered (at least 1s); a repeat within it answers 200 with the original id")
+	fs.IntVar(&cfg.maxConnections, "max-connections", api.DefaultMaxConnections, "cap on the `connections` served at once, 0 = no cap; more wait to be accepted")
+	fs.Int64Var(&cfg.maxInflightBytes, "max-inflight-bytes", api.DefaultMaxInflightBytes, "cap on the request body `bytes` held across all requests, 0 = no cap (503 OVERLOADED above); at least the largest message and 10 MiB")
 	return fs
 }
 
@@ -187,6 +191,9 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 			return fmt.Errorf("invalid --%s: must not be negative", p.name)
 		}
 	}
+	if err := cfg.checkHTTPLimits(); err != nil {
+		return err
+	}
 	if cfg.dedupWindow < time.Second {
 		return errors.New("invalid --dedup-window: must be at least 1s")
 	}
@@ -202,6 +209,29 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 		cfg.readHeaderTimeout = api.MaxReadHeaderTimeout
 	}
 	return nil
+}
+
+// checkHTTPLimits checks --max-connections and --max-inflight-bytes, and
+// warns of a token that leaves /metrics open.
+func (cfg *serveConfig) checkHTTPLimits() error {
+	if cfg.maxConnections < 0 {
+		return errors.New("invalid --max-connections: must not be negative")
+	}
+	if least := max(cfg.maxMessageBytes, api.MaxBatchBytes); cfg.maxInflightBytes != 0 && cfg.maxInflightBytes < least {
+		return fmt.Errorf("invalid --max-inflight-bytes: 0 or at least %d (the largest message or batch)", least)
+	}
+	if cfg.authToken != "" && !cfg.metricsAuth {
+		cfg.warnings = append(cfg.warnings, "--auth-token is set but /metrics is open to anyone who can reach the port (queue names and depths); add --metrics-auth to require the token there too")
+	}
+	return nil
+}
+
+// noLimit maps a flag's 0 (no cap) to the api.Config spelling (negative).
+func noLimit[T int | int64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // printServeUsage lists every flag with its default and environment variable.
@@ -310,6 +340,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		MaxMessageBytes:   cfg.maxMessageBytes,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		DrainGrace:        cfg.drainGrace,
+		MaxConnections:    noLimit(cfg.maxConnections),
+		MaxInflightBytes:  noLimit(cfg.maxInflightBytes),
 		Logger:            log,
 	}, nil, reg, metrics.NewHTTP(reg))
 	if err != nil {
@@ -371,10 +403,14 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 }
 
 // startPprof serves net/http/pprof on its own listener, never the public one.
+// /debug/pprof/cmdline is not served: the command line may hold
+// --auth-token.
 func startPprof(addr string, log *slog.Logger) (func(), error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not served: the command line may hold secrets", http.StatusNotFound)
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
