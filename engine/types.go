@@ -40,6 +40,9 @@ var (
 	// ErrTooManyInFlight: the queue holds MaxInFlight messages leased,
 	// delayed or visible again; plain dequeues still work.
 	ErrTooManyInFlight = errors.New("engine: too many messages in flight")
+	// ErrTooManyQueues: creating the queue would pass Options.MaxQueues;
+	// the queues that exist keep working.
+	ErrTooManyQueues = errors.New("engine: too many queues")
 )
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
@@ -103,6 +106,13 @@ type Options struct {
 	MaxDiskBytes int64
 	// MaxQueueDepth caps the unconsumed messages of each queue (0 = no cap).
 	MaxQueueDepth int64
+	// MaxQueues caps the number of queues, open or dormant (0 = no cap):
+	// creating one more fails with ErrTooManyQueues.
+	MaxQueues int
+	// IdleClose closes a queue's files and commit loop once it has been
+	// idle this long with nothing held (lifecycle.go); its next use reopens
+	// it (default 30s; negative: never).
+	IdleClose time.Duration
 	// DedupWindow is how long an idempotency key is remembered (default 5m).
 	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
@@ -136,6 +146,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CompactInterval <= 0 {
 		o.CompactInterval = time.Second
+	}
+	if o.IdleClose == 0 {
+		o.IdleClose = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
