@@ -176,8 +176,9 @@ func (q *queue) commitBatch(b *batch) {
 	}
 	q.reserveAhead(last)
 	if quota := opts.MaxDiskBytes; quota > 0 {
-		// The zero-filled space ahead of the records counts in the quota.
-		q.writer.SetAllocLimit(q.writer.FileSize() + max(quota-q.e.diskBytes.Load(), 0))
+		// The zero-filled space ahead of the records counts in the quota,
+		// and stops at 3/4 of it: the last quarter is for records.
+		q.writer.SetAllocLimit(q.writer.FileSize() + max(quota-quota/4-q.e.diskBytes.Load(), 0))
 	}
 	if err := q.writer.Append(b.recs); err != nil {
 		q.failBatch(b, err)
