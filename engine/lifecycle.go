@@ -29,9 +29,10 @@ import (
 // when compaction would have work (wakeDormant), so that expired data still
 // leaves the disk on time.
 //
-// At start every queue directory is opened and, unless it holds something,
-// closed again at once, a few at a time (openAll), so that a data
-// directory with many queues never has all their files open.
+// At start every queue directory is opened and, past the first startOpen
+// and unless it holds something, closed again at once, a few at a time
+// (openAll), so that a data directory with many queues never has all
+// their files open.
 //
 // Operations racing with a retirement find the queue closing: they get
 // errRetired, wait for q.stopped (closed once the engine's maps say
@@ -46,6 +47,11 @@ var testHookOpen func(name string)
 
 // startWorkers is how many queues Open opens at a time.
 const startWorkers = 4
+
+// startOpen is how many idle queues a start leaves open (retiring once
+// idle like any other), so that a node with few queues serves their first
+// requests after a restart without reopening them.
+const startOpen = 64
 
 // dormantQueue is a queue whose files and commit loop are closed.
 type dormantQueue struct {
@@ -351,9 +357,10 @@ func (e *Engine) dormantStatsLocked(name string) *QueueStats {
 }
 
 // openAll recovers the queues of the data directory at start, startWorkers
-// at a time. Each is opened; one that holds nothing in memory (no held
-// message) is closed again at once and stays dormant, so that the files
-// open at a time stay few whatever the number of queues.
+// at a time. Each is opened; past the first startOpen, one that holds
+// nothing in memory (no held message) is closed again at once and stays
+// dormant, so that the files open at a time stay few whatever the number
+// of queues.
 func (e *Engine) openAll(names []string) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -386,7 +393,10 @@ func (e *Engine) openAtStart(name string) {
 		e.mu.Unlock()
 		return
 	}
-	if e.opts.IdleClose > 0 && len(q.held) == 0 {
+	e.mu.Lock()
+	keepOpen := len(e.queues) < startOpen
+	e.mu.Unlock()
+	if e.opts.IdleClose > 0 && len(q.held) == 0 && !keepOpen {
 		d := q.dormant()
 		q.closeFiles()
 		d.stats.DiskBytes = q.segBytes // as closed
