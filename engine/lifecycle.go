@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,10 +120,14 @@ func (e *Engine) load(name string, create bool) (*queue, error) {
 			e.mu.Unlock()
 			return nil, fmt.Errorf("%w: queue %s: --max-queues %d reached", ErrTooManyQueues, name, max)
 		}
+		full := e.opts.IdleClose > 0 && e.opts.MaxOpenQueues > 0 && len(e.queues)+len(e.opening) >= e.opts.MaxOpenQueues
 		oc := &openCall{done: make(chan struct{}), prev: d}
 		e.opening[name] = oc
 		delete(e.dormant, name)
 		e.mu.Unlock()
+		if full {
+			e.shed()
+		}
 		return e.open(name, oc)
 	}
 }
@@ -196,9 +202,32 @@ func (e *Engine) retire(q *queue, keep bool) bool {
 	return true
 }
 
+// shed makes room under MaxOpenQueues: of a sample of open queues, it
+// retires the least recently busy one with nothing in flight, and waits
+// for it to close. Without e.mu.
+func (e *Engine) shed() {
+	const sample = 16
+	qs := make([]*queue, 0, sample)
+	e.mu.RLock()
+	for _, q := range e.queues { // map order: a random sample
+		if qs = append(qs, q); len(qs) == sample {
+			break
+		}
+	}
+	e.mu.RUnlock()
+	slices.SortFunc(qs, func(a, b *queue) int { return cmp.Compare(a.busyAt.Load(), b.busyAt.Load()) })
+	for _, q := range qs {
+		if q.retireIdle() {
+			close(q.quit)
+			<-q.stopped
+			return
+		}
+	}
+}
+
 // retireIdle marks q retired, to stay dormant, when nothing is in flight.
 // The commit loop calls it once q has been idle for IdleClose, then
-// finish.
+// finish; Engine.shed, then closes q.quit.
 func (q *queue) retireIdle() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -541,16 +541,62 @@ func TestDormantQueueExpiresOnTime(t *testing.T) {
 	// deletes it, expired.
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		st, _ := e.Stats("t")
-		bases, err := segment.List(filepath.Join(dir, "t"))
+		// Not segment.List, which would clean up after the engine.
+		ents, err := os.ReadDir(filepath.Join(dir, "t"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.ExpiredTotal == 1 && st.Depth == 0 && len(bases) == 1 && bases[0] == 2 {
+		var bases []string
+		for _, ent := range ents {
+			if ent.IsDir() {
+				bases = append(bases, ent.Name())
+			}
+		}
+		if st.ExpiredTotal == 1 && st.Depth == 0 && len(bases) == 1 && bases[0] == segment.Name(2) {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("expired message not reclaimed from a dormant queue: stats %+v, segments %v", st, bases)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestMaxOpenQueues(t *testing.T) {
+	const maxOpen, n = 8, 50
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir, MaxOpenQueues: maxOpen})
+	enq(t, e, "held", "x", EnqueueOptions{})
+	m, _, err := e.Lease(context.Background(), "held", 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := 0
+	for i := 0; i < n; i++ {
+		enq(t, e, fmt.Sprintf("q%02d", i), fmt.Sprintf("m%d", i), EnqueueOptions{})
+		e.mu.RLock()
+		peak = max(peak, len(e.queues))
+		e.mu.RUnlock()
+	}
+	if peak > maxOpen {
+		t.Fatalf("%d queues open at once, MaxOpenQueues %d", peak, maxOpen)
+	}
+	if fds := fdsUnder(t, dir); fds > 1+3*maxOpen {
+		t.Fatalf("%d files open with MaxOpenQueues %d", fds, maxOpen)
+	}
+	if !isOpen(e, "held") {
+		t.Fatal("a queue holding a lease was closed to make room")
+	}
+	if err := e.Ack("held", m.Receipt); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		got, ok := deq(t, e, fmt.Sprintf("q%02d", i))
+		if !ok || string(got.Body) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("q%02d: got %q %v", i, got.Body, ok)
+		}
+	}
+	if len(e.AllStats()) != n+1 {
+		t.Fatalf("AllStats: %d queues, want %d", len(e.AllStats()), n+1)
 	}
 }

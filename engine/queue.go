@@ -54,6 +54,7 @@ type queue struct {
 	keep    bool        // retired to stay dormant, not forgotten
 	quit    chan struct{}
 	waiters atomic.Int32 // long polls waiting on notify (Engine.waitFor)
+	busyAt  atomic.Int64 // unix ns of the commit loop's last work, for Engine.shed
 	pend    *batch       // records waiting for the next commit
 	curWait *cursorBatch // dequeues waiting for the next cursor write
 	notify  chan struct{}

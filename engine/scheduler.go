@@ -56,6 +56,7 @@ func (q *queue) run() {
 	// When the loop last had work: idle for opts.IdleClose, the queue
 	// retires (lifecycle.go).
 	busy := time.Now()
+	q.busyAt.Store(busy.UnixNano())
 	idleClose := opts.IdleClose
 	for {
 		select {
@@ -69,11 +70,13 @@ func (q *queue) run() {
 			q.commitPending()
 			if idleClose > 0 {
 				busy = time.Now()
+				q.busyAt.Store(busy.UnixNano())
 			}
 		case <-leaseDue:
 			leaseDue, armed = nil, 0
 			q.expireLeases()
 			busy = time.Now()
+			q.busyAt.Store(busy.UnixNano())
 		case <-syncDue:
 			syncDue = nil
 			q.backgroundSync() // leaves dirty set on failure: retried next period

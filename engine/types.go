@@ -113,6 +113,12 @@ type Options struct {
 	// idle this long with nothing held (lifecycle.go); its next use reopens
 	// it (default 30s; negative: never).
 	IdleClose time.Duration
+	// MaxOpenQueues caps the queues open at once (their files and commit
+	// loops): opening one more first closes the least recently busy of a
+	// sample of idle ones, as IdleClose would (default 1024; negative: no
+	// cap; none either with a negative IdleClose). Queues with something
+	// in flight are never closed for it.
+	MaxOpenQueues int
 	// DedupWindow is how long an idempotency key is remembered (default 5m).
 	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
@@ -149,6 +155,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.IdleClose == 0 {
 		o.IdleClose = 30 * time.Second
+	}
+	if o.MaxOpenQueues == 0 {
+		o.MaxOpenQueues = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
