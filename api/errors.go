@@ -41,6 +41,7 @@ const (
 	CodeLeaseExpired     = "LEASE_EXPIRED"
 	CodeTooManyInFlight  = "TOO_MANY_IN_FLIGHT"
 	CodeOverloaded       = "OVERLOADED"
+	CodeTooManyQueues    = "TOO_MANY_QUEUES"
 )
 
 // ErrorBody is the JSON body of every error response. It is a plain value,
@@ -82,6 +83,9 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 	case errors.Is(err, engine.ErrQueueFull):
 		c.Header("Retry-After", retryAfter)
 		abortError(c, http.StatusTooManyRequests, CodeQueueFull, "the queue holds its maximum number of messages")
+	case errors.Is(err, engine.ErrTooManyQueues):
+		c.Header("Retry-After", retryAfter)
+		abortError(c, http.StatusTooManyRequests, CodeTooManyQueues, "the node holds --max-queues queues; existing queues keep working, a new one is refused")
 	case errors.Is(err, engine.ErrDiskFull):
 		abortError(c, 507, CodeDiskFull, "the disk quota is reached; the message was not stored")
 	case errors.Is(err, engine.ErrLeaseExpired):

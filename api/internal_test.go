@@ -98,6 +98,7 @@ func TestEngineErrorMapping(t *testing.T) {
 		{fmt.Errorf("q: %w", engine.ErrInvalidQueueName), 400, CodeInvalidQueueName, false},
 		{engine.ErrEmptyMessage, 400, CodeEmptyMessage, false},
 		{fmt.Errorf("q: %w", engine.ErrQueueFull), 429, CodeQueueFull, true},
+		{fmt.Errorf("q: %w", engine.ErrTooManyQueues), 429, CodeTooManyQueues, true},
 		{fmt.Errorf("write /data/q/0001: %w", engine.ErrDiskFull), 507, CodeDiskFull, false},
 		{engine.ErrClosed, 503, CodeShuttingDown, true},
 		{fmt.Errorf("segment 3: %w", engine.ErrWrite), 500, CodeWriteFailed, false},

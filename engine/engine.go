@@ -31,9 +31,12 @@ type Engine struct {
 	lock *os.File
 
 	mu      sync.RWMutex
-	queues  map[string]*queue
-	failed  map[string]error // queues whose recovery failed; served as unavailable
-	created chan struct{}    // closed and replaced when a queue is created
+	queues  map[string]*queue        // open queues, each with its commit loop
+	dormant map[string]*dormantQueue // closed while idle; reopened on use (lifecycle.go)
+	opening map[string]*openCall     // being created or reopened, without mu
+	failed  map[string]error         // queues whose recovery failed; served as unavailable
+	created chan struct{}            // closed and replaced when a queue is created
+	janitor sync.WaitGroup           // wakeDormant
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -66,6 +69,8 @@ func Open(opts Options) (*Engine, error) {
 		opts:    opts,
 		lock:    lock,
 		queues:  make(map[string]*queue),
+		dormant: make(map[string]*dormantQueue),
+		opening: make(map[string]*openCall),
 		failed:  make(map[string]error),
 		created: make(chan struct{}),
 		closing: make(chan struct{}),
@@ -76,24 +81,19 @@ func Open(opts Options) (*Engine, error) {
 		lock.Close()
 		return nil, fmt.Errorf("list data dir %s: %w", opts.Dir, err)
 	}
+	var names []string
 	for _, ent := range ents {
-		if !ValidQueueName(ent.Name()) {
-			continue // .lock; nothing the API can name
+		// Not only directories: a symlink or a file under a queue's name
+		// is refused by openQueue (the queue is unavailable), as at first use.
+		if ValidQueueName(ent.Name()) {
+			names = append(names, ent.Name())
 		}
-		q, err := openQueue(e, ent.Name())
-		if err != nil {
-			// One bad queue must not keep the others down, nor make the
-			// process exit and restart in a loop: it stays unavailable,
-			// with its files untouched, until an operator looks.
-			opts.Logger.Error("queue could not be recovered; it is unavailable until fixed", "queue", ent.Name(), "err", err)
-			e.failed[ent.Name()] = err
-			continue
-		}
-		e.queues[q.name] = q
-		e.diskBytes.Add(q.segBytes)
-		go q.run()
 	}
-	opts.Logger.Info("engine open", "dir", opts.Dir, "queues", len(e.queues), "fsync", opts.Fsync.String(), "disk_bytes", e.diskBytes.Load())
+	e.openAll(names)
+	e.janitor.Add(1)
+	go e.wakeDormant()
+	opts.Logger.Info("engine open", "dir", opts.Dir, "queues", len(e.queues)+len(e.dormant), "open", len(e.queues),
+		"fsync", opts.Fsync.String(), "disk_bytes", e.diskBytes.Load())
 	return e, nil
 }
 
@@ -119,8 +119,10 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// queue returns the named queue, creating it when create is set. It returns
-// nil for an unknown queue when create is not set.
+// queue returns the named open queue, reopening a dormant one and creating
+// it when create is set. It returns nil for an unknown queue when create is
+// not set. The queue may be retired (lifecycle.go) right after: its methods
+// then answer errRetired, and the caller waits for q.stopped and asks again.
 func (e *Engine) queue(name string, create bool) (*queue, error) {
 	if !ValidQueueName(name) {
 		return nil, fmt.Errorf("%w: %q", ErrInvalidQueueName, name)
@@ -131,35 +133,10 @@ func (e *Engine) queue(name string, create bool) (*queue, error) {
 	if ferr != nil {
 		return nil, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, name, ferr)
 	}
-	if q != nil || !create {
+	if q != nil {
 		return q, nil
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if q = e.queues[name]; q != nil {
-		return q, nil
-	}
-	select {
-	case <-e.closing:
-		return nil, ErrClosed
-	default:
-	}
-	q, err := openQueue(e, name)
-	if errors.Is(err, ErrUnavailable) {
-		// As at start: logged once, then answered from e.failed.
-		e.opts.Logger.Error("queue cannot be opened; it is unavailable until fixed", "queue", name, "err", err)
-		e.failed[name] = err
-		return nil, fmt.Errorf("queue %s: %w", name, err)
-	}
-	if err != nil {
-		return nil, classify(fmt.Errorf("create queue %s: %w", name, err))
-	}
-	e.queues[name] = q
-	e.diskBytes.Add(q.segBytes)
-	go q.run()
-	close(e.created)
-	e.created = make(chan struct{})
-	return q, nil
+	return e.load(name, create)
 }
 
 // Enqueue stores body in queue and returns its id once the batch holding it
@@ -173,11 +150,18 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 	if err := checkKey(ctx, opts.Key); err != nil {
 		return 0, err
 	}
-	q, err := e.queue(queue, true)
-	if err != nil {
-		return 0, err
+	for {
+		q, err := e.queue(queue, true)
+		if err != nil {
+			return 0, err
+		}
+		id, err := q.enqueue(body, opts)
+		if err == errRetired {
+			<-q.stopped
+			continue
+		}
+		return id, err
 	}
-	return q.enqueue(body, opts)
 }
 
 // EnqueueBatch stores msgs in queue all together or not at all: they take
@@ -201,11 +185,18 @@ func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMes
 			return 0, 0, fmt.Errorf("%w (batch message %d)", ErrEmptyMessage, i)
 		}
 	}
-	q, err := e.queue(queue, true)
-	if err != nil {
-		return 0, 0, err
+	for {
+		q, err := e.queue(queue, true)
+		if err != nil {
+			return 0, 0, err
+		}
+		first, n, err = q.enqueueBatch(msgs, opts)
+		if err == errRetired {
+			<-q.stopped
+			continue
+		}
+		return first, n, err
 	}
-	return q.enqueueBatch(msgs, opts)
 }
 
 // DequeueBatch pops up to max unexpired messages of queue, in id order,
@@ -268,7 +259,7 @@ func (e *Engine) Ack(queue, receipt string) error {
 	if err != nil {
 		return err
 	}
-	return q.ack(receipt)
+	return leaseErr(q, q.ack(receipt))
 }
 
 // Nack ends a lease early: the message is visible again after delay (at
@@ -278,7 +269,7 @@ func (e *Engine) Nack(queue, receipt string, delay time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return q.nack(receipt, delay)
+	return leaseErr(q, q.nack(receipt, delay))
 }
 
 // Extend makes a running lease end lease from now, and returns the new end.
@@ -291,14 +282,29 @@ func (e *Engine) Extend(queue, receipt string, lease time.Duration) (time.Time, 
 	return q.extend(receipt, lease)
 }
 
+// leaseErr maps the error of an ack, nack or extend: a queue that retired
+// meanwhile held no lease (lifecycle.go).
+func leaseErr(q *queue, err error) error {
+	if err != nil && q.retired.Load() && errors.Is(err, ErrClosed) {
+		return ErrLeaseExpired
+	}
+	return err
+}
+
 // leaseQueue returns the queue a receipt is brought to.
 func (e *Engine) leaseQueue(name, receipt string) (*queue, error) {
 	if _, _, err := e.parseReceipt(receipt); err != nil {
 		return nil, err
 	}
-	q, err := e.queue(name, false)
-	if err != nil {
-		return nil, err
+	if !ValidQueueName(name) {
+		return nil, fmt.Errorf("%w: %q", ErrInvalidQueueName, name)
+	}
+	// Not reopened: a dormant queue holds no lease.
+	e.mu.RLock()
+	q, ferr := e.queues[name], e.failed[name]
+	e.mu.RUnlock()
+	if ferr != nil {
+		return nil, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, name, ferr)
 	}
 	if q == nil {
 		return nil, ErrLeaseExpired
@@ -322,22 +328,18 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 		timer = t.C
 	}
 	for {
-		var ready <-chan struct{}
-		q, err := e.queue(queue, false)
+		q, ready, err := e.lookupWait(queue)
 		if err != nil {
 			return false, err
-		}
-		if q == nil {
-			e.mu.RLock()
-			ready = e.created
-			q = e.queues[queue]
-			e.mu.RUnlock()
 		}
 		if q != nil {
 			ch, err := pop(q)
 			switch {
 			case err == nil:
 				return true, nil
+			case err == errRetired:
+				<-q.stopped
+				continue
 			case errors.Is(err, ErrClosed):
 				return false, nil
 			case !errors.Is(err, errNone):
@@ -348,42 +350,63 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 		if timer == nil {
 			return false, nil
 		}
+		if q != nil {
+			q.waiters.Add(1) // keeps it open (lifecycle.go) while it is waited on
+		}
+		woke := false
 		select {
 		case <-ready:
+			woke = true
 		case <-timer:
-			return false, nil
 		case <-ctx.Done():
-			return false, nil
 		case <-e.closing:
+		}
+		if q != nil {
+			q.waiters.Add(-1)
+		}
+		if !woke {
 			return false, nil
 		}
 	}
 }
 
 // Stats returns the figures of one queue; ok is false for an unknown queue.
+// A dormant queue answers the figures it closed with, without reopening.
 func (e *Engine) Stats(queue string) (QueueStats, bool) {
 	e.mu.RLock()
-	q := e.queues[queue]
+	q, d := e.queues[queue], e.dormantStatsLocked(queue)
 	e.mu.RUnlock()
-	if q == nil {
-		return QueueStats{}, false
+	if q != nil {
+		return q.stats(), true
 	}
-	return q.stats(), true
+	if d != nil {
+		return *d, true
+	}
+	return QueueStats{}, false
 }
 
-// AllStats returns the figures of every queue, sorted by name.
+// AllStats returns the figures of every queue, sorted by name; dormant ones
+// as they closed (none is reopened for it).
 func (e *Engine) AllStats() []QueueStats {
 	e.mu.RLock()
 	qs := make([]*queue, 0, len(e.queues))
 	for _, q := range e.queues {
 		qs = append(qs, q)
 	}
-	e.mu.RUnlock()
-	sort.Slice(qs, func(i, j int) bool { return qs[i].name < qs[j].name })
-	out := make([]QueueStats, len(qs))
-	for i, q := range qs {
-		out[i] = q.stats()
+	out := make([]QueueStats, 0, len(e.queues)+len(e.dormant)+len(e.opening))
+	for _, d := range e.dormant {
+		out = append(out, d.stats)
 	}
+	for _, oc := range e.opening {
+		if oc.prev != nil {
+			out = append(out, oc.prev.stats)
+		}
+	}
+	e.mu.RUnlock()
+	for _, q := range qs {
+		out = append(out, q.stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out
 }
 
@@ -399,22 +422,33 @@ func (e *Engine) Close() error {
 		close(e.closing)
 		e.mu.Unlock()
 		e.closeQueues()
+		e.janitor.Wait()
 		e.lock.Close()
 		e.opts.Logger.Info("engine closed", "dir", e.opts.Dir)
 	})
 	return nil
 }
 
-// closeQueues waits for every commit loop to finish its final commit.
+// closeQueues waits for every queue being opened, then for every commit
+// loop to finish its final commit. e.closing must be closed.
 func (e *Engine) closeQueues() {
-	select {
-	case <-e.closing:
-	default:
-		close(e.closing)
-	}
 	e.mu.RLock()
-	defer e.mu.RUnlock()
+	var opening []chan struct{}
+	for _, oc := range e.opening {
+		opening = append(opening, oc.done)
+	}
+	e.mu.RUnlock()
+	for _, done := range opening {
+		<-done // one that finishes now sees closing and closes itself
+	}
+	// Not under mu: a loop that retires meanwhile takes it to leave the map.
+	e.mu.RLock()
+	qs := make([]*queue, 0, len(e.queues))
 	for _, q := range e.queues {
+		qs = append(qs, q)
+	}
+	e.mu.RUnlock()
+	for _, q := range qs {
 		<-q.stopped
 	}
 }

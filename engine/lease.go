@@ -643,6 +643,9 @@ func (q *queue) loadLeases() error {
 	if err != nil {
 		return fmt.Errorf("read lease log in %s: %w", q.dir, err)
 	}
+	if len(raw) == 0 {
+		return nil // nothing held (a retired queue's, lifecycle.go): nothing to rewrite
+	}
 	count, done, bad, torn := DecodeLeaseLog(raw)
 	if bad > 0 {
 		q.log.Error("lease log has corrupt records; they were skipped (a skipped ack delivers its message again)", "records", bad)

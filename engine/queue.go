@@ -49,13 +49,18 @@ type queue struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	closing bool
+	closing bool        // closing or retired: no new work is taken
+	retired atomic.Bool // set with closing by retire (lifecycle.go)
+	keep    bool        // retired to stay dormant, not forgotten
+	quit    chan struct{}
+	waiters atomic.Int32 // long polls waiting on notify (Engine.waitFor)
+	busyAt  atomic.Int64 // unix ns of the commit loop's last work, for Engine.shed
 	pend    *batch       // records waiting for the next commit
 	curWait *cursorBatch // dequeues waiting for the next cursor write
 	notify  chan struct{}
 
 	segs     []segment.Summary // sealed segments then the active one, by base
-	segBytes int64             // bytes of all segment files
+	segBytes int64             // bytes of all segment files, the active one's zero-filled space included
 	// tail is guarded by tmu, taken after mu when both are held: the
 	// commit loop pushes a batch under tmu alone, so producers queueing
 	// on mu do not wait for the copy.
@@ -72,6 +77,7 @@ type queue struct {
 	// Owned by the commit loop.
 	writer       *segment.Writer
 	committedSum segment.Summary // writer summary as of the last acknowledged batch
+	activeFile   int64           // the active segment's file size as counted in segBytes
 	cursor       *cursorFile
 	hwm          uint64           // durable bound on the ids handed out
 	hwmDone      chan error       // a background hwm write's result (reserveAhead)
@@ -110,6 +116,9 @@ func (q *queue) nowMs() int64 { return q.e.opts.Now().UnixMilli() }
 // segment's torn tail, reads the summaries of the sealed ones, and places
 // the read cursor.
 func openQueue(e *Engine, name string) (*queue, error) {
+	if testHookOpen != nil {
+		testHookOpen(name)
+	}
 	dir := filepath.Join(e.opts.Dir, name)
 	q := &queue{
 		e: e, name: name, dir: dir,
@@ -118,6 +127,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		notify:  make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
+		quit:    make(chan struct{}),
 		held:    map[uint64]*heldMsg{},
 		visible: heldHeap{byID: true},
 	}
@@ -223,7 +233,8 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	}
 	active := q.writer.Summary()
 	q.segs = append(q.segs, active)
-	q.segBytes += active.Bytes
+	q.activeFile = q.writer.FileSize()
+	q.segBytes += q.activeFile
 	q.committedSum = active
 	q.activeAt = e.opts.Now()
 	// Ids go on past everything ever acknowledged; if that is beyond the
@@ -332,7 +343,7 @@ func ttlMs(ttl time.Duration) int64 {
 // is closing or they would pass --max-queue-depth or --max-disk-bytes.
 func (q *queue) admitLocked(n int, size int64) error {
 	if q.closing {
-		return ErrClosed
+		return q.closedErr()
 	}
 	if max := q.e.opts.MaxQueueDepth; max > 0 && q.depth+int64(len(q.pend.recs)+n) > max {
 		return ErrQueueFull
@@ -434,7 +445,7 @@ func (q *queue) dequeue(lease time.Duration) (Message, <-chan struct{}, error) {
 // visible first. It returns the time the dequeue works at.
 func (q *queue) startPopLocked(lease time.Duration) (int64, error) {
 	if q.closing {
-		return 0, ErrClosed
+		return 0, q.closedErr()
 	}
 	now := q.nowMs()
 	if dead, _ := q.promoteLocked(now); len(dead) > 0 {

@@ -53,6 +53,11 @@ func (q *queue) run() {
 		leaseTimer.Reset(time.Duration(due-q.nowMs()+1) * time.Millisecond)
 		leaseDue = leaseTimer.C
 	}
+	// When the loop last had work: idle for opts.IdleClose, the queue
+	// retires (lifecycle.go).
+	busy := time.Now()
+	q.busyAt.Store(busy.UnixNano())
+	idleClose := opts.IdleClose
 	for {
 		select {
 		case <-q.wake:
@@ -63,19 +68,36 @@ func (q *queue) run() {
 			// at wrk -c100; 13-15 with it, see docs/PERFORMANCE.md).
 			runtime.Gosched()
 			q.commitPending()
+			if idleClose > 0 {
+				busy = time.Now()
+				q.busyAt.Store(busy.UnixNano())
+			}
 		case <-leaseDue:
 			leaseDue, armed = nil, 0
 			q.expireLeases()
+			busy = time.Now()
+			q.busyAt.Store(busy.UnixNano())
 		case <-syncDue:
 			syncDue = nil
 			q.backgroundSync() // leaves dirty set on failure: retried next period
 		case <-compact.C:
 			q.compact()
 			q.commitPending() // persist a cursor the compactor moved
+			if idleClose > 0 && time.Since(busy) >= idleClose && q.retireIdle() {
+				q.finish()
+				return
+			}
+		case <-q.quit:
+			q.finish() // Engine.retire
+			return
 		case <-q.e.closing:
 			q.mu.Lock()
 			q.closing = true
 			q.mu.Unlock()
+			if q.retired.Load() {
+				q.finish() // Engine.retire and Close at once
+				return
+			}
 			q.commitPending() // what was accepted before closing is answered
 			q.shutdown()
 			return
@@ -156,6 +178,11 @@ func (q *queue) commitBatch(b *batch) {
 		q.hwm = last + hwmStep
 	}
 	q.reserveAhead(last)
+	if quota := opts.MaxDiskBytes; quota > 0 {
+		// The zero-filled space ahead of the records counts in the quota,
+		// and stops at 3/4 of it: the last quarter is for records.
+		q.writer.SetAllocLimit(q.writer.FileSize() + max(quota-quota/4-q.e.diskBytes.Load(), 0))
+	}
 	if err := q.writer.Append(b.recs); err != nil {
 		q.failBatch(b, err)
 		return
@@ -170,7 +197,9 @@ func (q *queue) commitBatch(b *batch) {
 	}
 	opts.Metrics.ObserveBatch(len(b.recs))
 	sum := q.writer.Summary()
-	grown := sum.Bytes - q.committedSum.Bytes
+	size := q.writer.FileSize() // the records and the zero-filled space ahead of them
+	grown := size - q.activeFile
+	q.activeFile = size
 	q.committedSum = sum
 	q.e.diskBytes.Add(grown)
 
@@ -258,6 +287,7 @@ func (q *queue) prepareWrite(size int64) error {
 		}
 		q.log.Info("segment repaired after write error", "segment", segment.Name(q.committedSum.Base), "size", q.committedSum.Bytes)
 		q.e.opts.Metrics.IncRepaired()
+		q.countFile()
 		// A reader's buffer may hold bytes of the failed batch that the
 		// repair cut and the next batch will overwrite.
 		q.mu.Lock()
@@ -282,6 +312,7 @@ func (q *queue) prepareWrite(size int64) error {
 // rotate seals the active segment and starts a new one at nextID.
 func (q *queue) rotate() error {
 	sealed, err := q.writer.Seal()
+	q.countFile() // Seal cut the zero-filled space off
 	if err != nil {
 		return err
 	}
@@ -289,6 +320,7 @@ func (q *queue) rotate() error {
 		q.log.Warn("sealed segment has no meta; the next open will scan it", "err", err)
 	}
 	q.writer = nil
+	q.activeFile = 0 // sealed.Bytes, counted in segBytes, is its size now
 	q.mu.Lock()
 	q.segs[len(q.segs)-1] = sealed
 	q.tmu.Lock()
@@ -308,11 +340,32 @@ func (q *queue) rotate() error {
 // installWriter makes a freshly created segment the active one.
 func (q *queue) installWriter(w *segment.Writer) {
 	q.writer = w
+	q.activeFile = 0 // created empty
+	q.countFile()
 	q.committedSum = w.Summary()
 	q.activeAt = q.e.opts.Now()
 	q.mu.Lock()
 	q.segs = append(q.segs, w.Summary())
 	q.mu.Unlock()
+}
+
+// countFile counts a change in the active segment's file size (its
+// records and the zero-filled space ahead of them) in segBytes and the
+// engine's disk bytes, which --max-disk-bytes caps. Runs on the commit loop.
+func (q *queue) countFile() {
+	var size int64
+	if q.writer != nil {
+		size = q.writer.FileSize()
+	}
+	d := size - q.activeFile
+	if d == 0 {
+		return
+	}
+	q.activeFile = size
+	q.mu.Lock()
+	q.segBytes += d
+	q.mu.Unlock()
+	q.e.diskBytes.Add(d)
 }
 
 // syncWriter fsyncs the active segment, timing it.
@@ -342,6 +395,7 @@ func (q *queue) failBatch(b *batch, err error) {
 	q.e.opts.Metrics.IncWriteError()
 	q.log.ErrorContext(RepeatingLog, "group commit failed; batch not acknowledged", "messages", len(b.recs), "err", err)
 	b.err = classify(err)
+	q.countFile() // a failed Append may have zero-filled ahead first
 	if b.keyed {
 		q.dropPendingKeys(b)
 	}
@@ -475,6 +529,10 @@ func (q *queue) shutdown() {
 			q.log.Error("final lease log fsync failed", "err", err)
 		}
 		q.leaseFile.Close()
+		q.leaseFile = nil
+	}
+	if q.retired.Load() && len(q.held) == 0 && q.leaseRecs > 0 {
+		q.emptyLeaseLog()
 	}
 	if q.writer != nil && q.writer.Broken() != nil {
 		// Cut what the failed batch left in the file, so that the next
@@ -491,6 +549,7 @@ func (q *queue) shutdown() {
 	} else if err := writeHWM(q.dir, q.nextID); err != nil {
 		q.log.Error("final hwm write failed", "err", err)
 	}
+	q.countFile() // Close cut the zero-filled space off
 	q.mu.Lock()
 	if q.reader != nil {
 		q.reader.Close()

@@ -42,6 +42,9 @@ var (
 	// ErrTooManyInFlight: the queue holds MaxInFlight messages leased,
 	// delayed or visible again; plain dequeues still work.
 	ErrTooManyInFlight = errors.New("engine: too many messages in flight")
+	// ErrTooManyQueues: creating the queue would pass Options.MaxQueues;
+	// the queues that exist keep working.
+	ErrTooManyQueues = errors.New("engine: too many queues")
 )
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
@@ -105,6 +108,19 @@ type Options struct {
 	MaxDiskBytes int64
 	// MaxQueueDepth caps the unconsumed messages of each queue (0 = no cap).
 	MaxQueueDepth int64
+	// MaxQueues caps the number of queues, open or dormant (0 = no cap):
+	// creating one more fails with ErrTooManyQueues.
+	MaxQueues int
+	// IdleClose closes a queue's files and commit loop once it has been
+	// idle this long with nothing held (lifecycle.go); its next use reopens
+	// it (default 30s; negative: never).
+	IdleClose time.Duration
+	// MaxOpenQueues caps the queues open at once (their files and commit
+	// loops): opening one more first closes the least recently busy of a
+	// sample of idle ones, as IdleClose would (default 1024; negative: no
+	// cap; none either with a negative IdleClose). Queues with something
+	// in flight are never closed for it.
+	MaxOpenQueues int
 	// DedupWindow is how long an idempotency key is remembered (default 5m).
 	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
@@ -139,6 +155,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.CompactInterval <= 0 {
 		o.CompactInterval = time.Second
+	}
+	if o.IdleClose == 0 {
+		o.IdleClose = 30 * time.Second
+	}
+	if o.MaxOpenQueues == 0 {
+		o.MaxOpenQueues = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

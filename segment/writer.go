@@ -41,6 +41,7 @@ type Writer struct {
 	f          *os.File // O_RDWR; nil once sealed or closed
 	alloc      int64    // size of the file: the records, then zeros
 	noPrealloc bool     // zero-filling failed once (a full disk): append only
+	allocLimit int64    // zero-fill no further than this file size (negative: no limit)
 	buf        []byte   // the frames of the batch being written, reused
 	broken     error
 }
@@ -92,7 +93,7 @@ func openAppend(queueDir string, base uint64, size int64) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{queueDir: queueDir, f: f, alloc: size}, nil
+	return &Writer{queueDir: queueDir, f: f, alloc: size, allocLimit: -1}, nil
 }
 
 // extend zero-fills the file past end: as far again as end (at least
@@ -105,6 +106,9 @@ func (w *Writer) extend(end int64) {
 	}
 	target := end + min(max(end, 64<<10), preallocChunk)
 	target = (target + 4095) &^ 4095
+	if w.allocLimit >= 0 {
+		target = min(target, w.allocLimit)
+	}
 	from := w.alloc
 	for w.alloc < target {
 		n := min(target-w.alloc, int64(len(zeroChunk)))
@@ -186,6 +190,19 @@ func OpenWriter(queueDir string, res *ScanResult) (*Writer, error) {
 	w.sum = res.Summary
 	return w, nil
 }
+
+// FileSize returns the size of the records file: the records, then the
+// zero-filled space ahead of them. It is what the segment takes on disk
+// (the caller's disk quota counts it), and no more than Summary().Bytes
+// once the file is sealed or closed.
+func (w *Writer) FileSize() int64 { return w.alloc }
+
+// SetAllocLimit makes later Appends zero-fill the file no further than
+// limit bytes (negative: no limit, the default), so that the space taken
+// ahead of the records stays within the caller's disk quota. Records are
+// written whatever the limit: a batch that passes it grows the file to its
+// end.
+func (w *Writer) SetAllocLimit(limit int64) { w.allocLimit = limit }
 
 // Summary returns the summary of what has been appended successfully.
 func (w *Writer) Summary() Summary { return w.sum }

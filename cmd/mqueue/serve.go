@@ -42,6 +42,9 @@ type serveConfig struct {
 	maxMessageBytes   int64
 	maxDiskBytes      int64
 	maxQueueDepth     int64
+	maxQueues         int
+	idleClose         time.Duration
+	maxOpenQueues     int
 	authToken         string
 	metricsAuth       bool
 	tlsCert           string
@@ -111,6 +114,9 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.Int64Var(&cfg.maxMessageBytes, "max-message-bytes", api.DefaultMaxMessageBytes, "largest message accepted, in `bytes` (413 above)")
 	fs.Int64Var(&cfg.maxDiskBytes, "max-disk-bytes", 0, "cap on the `bytes` of all segments, 0 = no cap (507 above)")
 	fs.Int64Var(&cfg.maxQueueDepth, "max-queue-depth", 0, "cap on the unconsumed `messages` of each queue, 0 = no cap (429 above)")
+	fs.IntVar(&cfg.maxQueues, "max-queues", 10000, "cap on the number of `queues`, 0 = no cap (429 TOO_MANY_QUEUES for a new one above)")
+	fs.DurationVar(&cfg.idleClose, "idle-close", 30*time.Second, "close a queue's files once it is idle this long with nothing leased or delayed (reopened on use), 0 = never")
+	fs.IntVar(&cfg.maxOpenQueues, "max-open-queues", 1024, "cap on the `queues` open at once (2-3 files each); opening one more closes the least recently used idle one, 0 = no cap")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "require \"Authorization: Bearer `token`\" on /api/*; prefer the environment variable, which ps does not show")
 	fs.BoolVar(&cfg.metricsAuth, "metrics-auth", false, "require the auth token on /metrics too")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve HTTPS")
@@ -182,6 +188,9 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 	}{
 		{"max-disk-bytes", cfg.maxDiskBytes},
 		{"max-queue-depth", cfg.maxQueueDepth},
+		{"max-queues", int64(cfg.maxQueues)},
+		{"idle-close", int64(cfg.idleClose)},
+		{"max-open-queues", int64(cfg.maxOpenQueues)},
 		{"drain-grace", int64(cfg.drainGrace)},
 		{"max-deliveries", cfg.maxDeliveries},
 		{"dedup-window", int64(cfg.dedupWindow)},
@@ -374,6 +383,9 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		SegmentAge:    cfg.segmentAge,
 		MaxDiskBytes:  cfg.maxDiskBytes,
 		MaxQueueDepth: cfg.maxQueueDepth,
+		MaxQueues:     cfg.maxQueues,
+		IdleClose:     idleClose(cfg.idleClose),
+		MaxOpenQueues: noCap(cfg.maxOpenQueues),
 		DedupWindow:   cfg.dedupWindow,
 		MaxDeliveries: cfg.maxDeliveries,
 		Logger:        log,
@@ -400,6 +412,23 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	}
 	log.Info("data directory closed", "data", cfg.data)
 	return serveErr
+}
+
+// idleClose maps --idle-close (0 = never) to engine.Options.IdleClose
+// (negative = never).
+func idleClose(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// noCap maps a flag's 0 (no cap) to an engine option's negative one.
+func noCap(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // startPprof serves net/http/pprof on its own listener, never the public one.
