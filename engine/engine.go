@@ -39,6 +39,7 @@ type Engine struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	diskBytes atomic.Int64
+	mem       memBudget // memory tails and held bodies against MaxMemoryBytes (memory.go)
 
 	boot     uint32        // random per Open: receipts of an earlier run are refused
 	leaseSeq atomic.Uint64 // the last lease's receipt sequence, across queues
@@ -72,6 +73,7 @@ func Open(opts Options) (*Engine, error) {
 		created: make(chan struct{}),
 		closing: make(chan struct{}),
 		boot:    boot,
+		mem:     memBudget{max: opts.MaxMemoryBytes},
 	}
 	ents, err := os.ReadDir(opts.Dir)
 	if err != nil {

@@ -499,4 +499,5 @@ func (q *queue) shutdown() {
 	close(q.notify)
 	q.notify = make(chan struct{})
 	q.mu.Unlock()
+	q.releaseMemory() // the tail and held bodies go back to the engine's budget
 }

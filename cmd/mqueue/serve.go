@@ -42,6 +42,7 @@ type serveConfig struct {
 	maxMessageBytes   int64
 	maxDiskBytes      int64
 	maxQueueDepth     int64
+	maxMemoryBytes    int64
 	authToken         string
 	metricsAuth       bool
 	tlsCert           string
@@ -109,6 +110,7 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.Int64Var(&cfg.maxMessageBytes, "max-message-bytes", api.DefaultMaxMessageBytes, "largest message accepted, in `bytes` (413 above)")
 	fs.Int64Var(&cfg.maxDiskBytes, "max-disk-bytes", 0, "cap on the `bytes` of all segments, 0 = no cap (507 above)")
 	fs.Int64Var(&cfg.maxQueueDepth, "max-queue-depth", 0, "cap on the unconsumed `messages` of each queue, 0 = no cap (429 above)")
+	fs.Int64Var(&cfg.maxMemoryBytes, "max-memory-bytes", engine.DefaultMaxMemoryBytes, "cap on the `bytes` of recent and leased messages kept in memory by all queues together; past it they are read from disk")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "require \"Authorization: Bearer `token`\" on /api/*; prefer the environment variable, which ps does not show")
 	fs.BoolVar(&cfg.metricsAuth, "metrics-auth", false, "require the auth token on /metrics too")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve HTTPS")
@@ -165,6 +167,7 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 		{"segment-bytes", cfg.segmentBytes},
 		{"segment-age", int64(cfg.segmentAge)},
 		{"max-message-bytes", cfg.maxMessageBytes},
+		{"max-memory-bytes", cfg.maxMemoryBytes},
 		{"read-header-timeout", int64(cfg.readHeaderTimeout)},
 	}
 	for _, p := range positive {
@@ -346,6 +349,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		MaxDeliveries: cfg.maxDeliveries,
 		Logger:        log,
 		Metrics:       engMetrics,
+
+		MaxMemoryBytes: cfg.maxMemoryBytes,
 	})
 	if err != nil {
 		if errors.Is(err, engine.ErrLocked) {
@@ -360,6 +365,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	}
 	log.Info("data directory open", "data", cfg.data, "fsync", cfg.fsync.String(), "took", time.Since(start).String())
 	metrics.RegisterQueues(reg, api.QueueSampler(eng))
+	metrics.RegisterMemory(reg, cfg.maxMemoryBytes, eng.MemoryBytes)
 	srv.SetEngine(eng)
 
 	serveErr := <-served
