@@ -90,9 +90,9 @@ func (h *heldHeap) first() *heldMsg {
 
 // maxHeldBytes bounds the bodies of held messages a queue keeps in
 // memory; Options.MaxMemoryBytes bounds them (with the memory tails) for
-// all queues together. Past either a held message keeps only its header, and its body is
-// read back from its segment (which stays while it is held) when it is
-// delivered again.
+// all queues together. Past either a held message keeps only its header,
+// and its body is read back from its segment (which stays while it is
+// held) when it is delivered again.
 var maxHeldBytes int64 = 32 << 20
 
 // putHeldLocked adds m to q.held, keeping its body in memory within
