@@ -41,6 +41,7 @@ type Engine struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	diskBytes atomic.Int64
+	mem       memBudget // memory tails and held bodies against MaxMemoryBytes (memory.go)
 
 	receipts *receiptCodec // signs receipts with a key of this run (receipt.go)
 	leaseSeq atomic.Uint64 // the last lease's receipt sequence, across queues
@@ -74,6 +75,7 @@ func Open(opts Options) (*Engine, error) {
 		failed:  make(map[string]error),
 		created: make(chan struct{}),
 		closing: make(chan struct{}),
+		mem:     memBudget{max: opts.MaxMemoryBytes},
 	}
 	e.receipts = newReceiptCodec()
 	ents, err := os.ReadDir(opts.Dir)

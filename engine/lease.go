@@ -42,7 +42,7 @@ type heldMsg struct {
 	until  int64     // unix ms: the lease's end, or the nack delay's; 0 when visible
 	seq    uint64    // the current lease's receipt sequence; 0 when not leased
 	moving bool      // on its way to the DLQ (in neither heap)
-	onDisk bool      // rec.Payload is not kept (maxHeldBytes): read it back when delivering
+	onDisk bool      // rec.Payload is not kept (maxHeldBytes, MaxMemoryBytes): read it back when delivering
 	in     *heldHeap // the heap it is in (q.hidden or q.visible), nil for none
 	idx    int       // its index there
 }
@@ -88,30 +88,35 @@ func (h *heldHeap) first() *heldMsg {
 }
 
 // maxHeldBytes bounds the bodies of held messages a queue keeps in
-// memory. Past it a held message keeps only its header, and its body is
-// read back from its segment (which stays while it is held) when it is
-// delivered again.
+// memory; Options.MaxMemoryBytes bounds them (with the memory tails) for
+// all queues together. Past either a held message keeps only its header,
+// and its body is read back from its segment (which stays while it is
+// held) when it is delivered again.
 var maxHeldBytes int64 = 32 << 20
 
 // putHeldLocked adds m to q.held, keeping its body in memory within
-// maxHeldBytes.
+// maxHeldBytes and the engine's memory budget (memory.go).
 func (q *queue) putHeldLocked(m *heldMsg) {
 	q.held[m.rec.ID] = m
 	if m.onDisk {
 		return
 	}
-	if q.heldBytes+int64(len(m.rec.Payload)) > maxHeldBytes {
+	n := int64(len(m.rec.Payload))
+	if q.heldBytes+n > maxHeldBytes || !q.e.mem.takeHeld(n) {
 		m.rec.Payload, m.onDisk = nil, true
 		return
 	}
-	q.heldBytes += int64(len(m.rec.Payload))
+	q.heldBytes += n
 }
 
-// delHeldLocked removes m from q.held (not from the heaps).
+// delHeldLocked removes m from q.held (not from the heaps), giving its
+// body's bytes back.
 func (q *queue) delHeldLocked(m *heldMsg) {
 	delete(q.held, m.rec.ID)
 	if !m.onDisk {
-		q.heldBytes -= int64(len(m.rec.Payload))
+		n := int64(len(m.rec.Payload))
+		q.heldBytes -= n
+		q.e.mem.releaseHeld(n)
 	}
 }
 
@@ -684,6 +689,7 @@ func (q *queue) loadLeases() error {
 	q.dueLocked()
 	snap := q.leaseSnapshotLocked()
 	if err := writeFileAtomic(q.dir, leasesName, snap); err != nil {
+		q.releaseMemory() // the queue does not open: its held bodies go back
 		return err
 	}
 	q.leaseRecs = len(snap) / leaseRecSize

@@ -256,8 +256,9 @@ func (q *queue) finish() {
 	q.shutdown()
 	var d *dormantQueue
 	if q.keep {
-		d = q.dormant()
+		d = q.dormant() // before the tail goes: its oldest record is exact
 	}
+	q.releaseMemory() // the tail and held bodies go back to the engine's budget
 	e := q.e
 	e.mu.Lock()
 	if e.queues[q.name] == q {
@@ -325,6 +326,11 @@ func (q *queue) closeFiles() {
 		q.reader.Close()
 		q.reader = nil
 	}
+	if q.leaseFile != nil {
+		q.leaseFile.Close()
+		q.leaseFile = nil
+	}
+	q.releaseMemory() // held bodies loadLeases kept go back to the budget
 	q.countFile()
 }
 

@@ -132,6 +132,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		visible: heldHeap{byID: true},
 	}
 	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
+	q.tail.budget = &e.mem
 	if err := os.Mkdir(dir, 0o750); err == nil {
 		if err := segment.SyncDir(e.opts.Dir); err != nil {
 			return nil, err

@@ -100,6 +100,7 @@ func (q *queue) run() {
 			}
 			q.commitPending() // what was accepted before closing is answered
 			q.shutdown()
+			q.releaseMemory() // the tail and held bodies go back to the engine's budget
 			return
 		}
 		armSync()

@@ -7,6 +7,10 @@ import "github.com/mqueue/mqueue/segment"
 // disk. It holds contiguous ids [first, first+len) and at most maxBytes,
 // counting each record's payload and recordOverhead; older records are
 // dropped from the front and read back from the segment file when needed.
+// Its bytes are also taken from the engine's memory budget (memory.go,
+// Options.MaxMemoryBytes): a push that would pass it drops the tail's own
+// oldest records, every one if need be, until what is left fits. Consumers
+// read what is not held from disk (queue.nextLocked).
 // Guarded by the queue's mutex, which producers also take: every operation
 // is O(records pushed or dropped).
 //
@@ -23,6 +27,8 @@ type memTail struct {
 	n        int              // records held
 	bytes    int
 	maxBytes int
+	budget   *memBudget // shared by every queue; nil for none
+	charged  int        // bytes taken from budget: bytes, plus consumed ones up to tailReleaseSlack
 }
 
 // recordOverhead is what a held record costs besides its payload: the
@@ -69,6 +75,25 @@ func (t *memTail) push(recs []segment.Record) {
 	for t.bytes > t.maxBytes && t.n > 1 {
 		t.popFront()
 	}
+	t.charge()
+}
+
+// charge makes the bytes taken from the budget what the tail holds,
+// dropping the oldest records until the rest fits in the budget. One
+// compare-and-swap per push when it fits.
+func (t *memTail) charge() {
+	for t.bytes > t.charged {
+		if t.budget.take(int64(t.bytes - t.charged)) {
+			t.charged = t.bytes
+			return
+		}
+		room := t.budget.room()
+		for t.n > 0 && int64(t.bytes-t.charged) > room {
+			t.popFront()
+		}
+	}
+	t.budget.release(int64(t.charged - t.bytes))
+	t.charged = t.bytes
 }
 
 // grow doubles the ring, keeping the records in order from index 0.
@@ -85,6 +110,10 @@ func (t *memTail) dropBefore(id uint64) {
 	for t.n > 0 && t.first() < id {
 		t.popFront()
 	}
+	if t.n == 0 || t.charged-t.bytes >= tailReleaseSlack {
+		t.budget.release(int64(t.charged - t.bytes))
+		t.charged = t.bytes
+	}
 }
 
 func (t *memTail) popFront() {
@@ -95,10 +124,13 @@ func (t *memTail) popFront() {
 	t.n--
 }
 
-// reset forgets every record; the ring is kept for reuse.
+// reset forgets every record and gives back their budget; the ring is kept
+// for reuse.
 func (t *memTail) reset() {
 	for i := range t.n {
 		*t.at(i) = segment.Record{}
 	}
 	t.head, t.n, t.bytes = 0, 0, 0
+	t.budget.release(int64(t.charged))
+	t.charged = 0
 }

@@ -117,3 +117,55 @@ func BenchmarkMemTailSteady(b *testing.B) {
 		tl.dropBefore(next - 40000)
 	}
 }
+
+// Tails sharing a budget: a push past it drops the pushing tail's own
+// oldest records, all of them if need be, and the budget always counts
+// exactly what the tails took; dropping, emptying and resetting give it
+// back.
+func TestMemTailSharedBudget(t *testing.T) {
+	const rec = 36 + recordOverhead // 100 bytes a record
+	b := &memBudget{max: 10 * rec}
+	a, c := memTail{maxBytes: 1 << 20, budget: b}, memTail{maxBytes: 1 << 20, budget: b}
+	check := func(what string, wantA, wantC int) {
+		t.Helper()
+		if a.len() != wantA || c.len() != wantC {
+			t.Fatalf("%s: tails hold %d and %d records, want %d and %d", what, a.len(), c.len(), wantA, wantC)
+		}
+		if used := b.used.Load(); used != int64(a.charged+c.charged) || used > b.max || a.charged < a.bytes || c.charged < c.bytes {
+			t.Fatalf("%s: budget counts %d of %d; tails charged %d (hold %d) and %d (hold %d)", what, used, b.max, a.charged, a.bytes, c.charged, c.bytes)
+		}
+	}
+	a.push(tailRecs(1, 7, 36))
+	check("a takes 7", 7, 0)
+	c.push(tailRecs(1, 5, 36)) // 3 fit: c keeps its newest 3
+	check("c past the budget", 7, 3)
+	checkTail(t, &c, 3, 3)
+	c.push(tailRecs(6, 2, 36)) // none free: c drops its own oldest 2
+	check("c full", 7, 3)
+	checkTail(t, &c, 5, 3)
+
+	a.dropBefore(3) // 200 bytes consumed: kept charged (under the slack)
+	check("a consumed 2", 5, 3)
+	if a.charged != 7*rec {
+		t.Fatalf("a charged %d after consuming 2 of 7, want %d until the slack or empty", a.charged, 7*rec)
+	}
+	c.push(tailRecs(8, 1, 36)) // still nothing free: c keeps its newest 3
+	checkTail(t, &c, 6, 3)
+	a.dropBefore(8) // a empties: everything back
+	check("a empty", 0, 3)
+	c.push(tailRecs(9, 4, 36)) // now there is room
+	check("c after a emptied", 0, 7)
+	checkTail(t, &c, 6, 7)
+
+	big := memTail{maxBytes: 1 << 20, budget: b}
+	big.push(tailRecs(1, 1, 1000)) // a record larger than what is free: not kept
+	check("too big", 0, 7)
+	if big.len() != 0 || big.charged != 0 {
+		t.Fatalf("a record past the budget was kept: %d records, %d charged", big.len(), big.charged)
+	}
+	c.reset()
+	check("reset", 0, 0)
+	if used := b.used.Load(); used != 0 {
+		t.Fatalf("budget counts %d after every tail emptied", used)
+	}
+}

@@ -121,6 +121,12 @@ type Options struct {
 	// cap; none either with a negative IdleClose). Queues with something
 	// in flight are never closed for it.
 	MaxOpenQueues int
+	// MaxMemoryBytes caps the bytes that all queues' memory tails and held
+	// bodies keep in memory together (default DefaultMaxMemoryBytes). Past
+	// it new tail records push out the queue's oldest ones and held bodies
+	// are not kept: reads go to the segment files. Per queue the tail stays
+	// within SegmentBytes/2 (at most 8 MiB) and held bodies within 32 MiB.
+	MaxMemoryBytes int64
 	// DedupWindow is how long an idempotency key is remembered (default 5m).
 	DedupWindow time.Duration
 	// CompactInterval is the period of the compactor (default 1s).
@@ -149,6 +155,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.SegmentAge <= 0 {
 		o.SegmentAge = 10 * time.Minute
+	}
+	if o.MaxMemoryBytes <= 0 {
+		o.MaxMemoryBytes = DefaultMaxMemoryBytes
 	}
 	if o.DedupWindow <= 0 {
 		o.DedupWindow = 5 * time.Minute

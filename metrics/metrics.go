@@ -96,6 +96,30 @@ func (m *Engine) IncWriteError() {
 	}
 }
 
+// RegisterMemory registers the gauges of the engine's memory budget:
+// mqueue_memory_max_bytes (limit), and what snapshot returns at every
+// scrape, mqueue_memory_tail_bytes and mqueue_memory_held_bytes. snapshot
+// must be safe for concurrent use.
+func RegisterMemory(reg prometheus.Registerer, limit int64, snapshot func() (tail, held int64)) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "memory_max_bytes",
+			Help:      "The memory budget of all queues' memory tails and held bodies (--max-memory-bytes).",
+		}, func() float64 { return float64(limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "memory_tail_bytes",
+			Help:      "Bytes of recent messages kept in the queues' memory tails (bodies plus 64 bytes each), within the memory budget.",
+		}, func() float64 { tail, _ := snapshot(); return float64(tail) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "memory_held_bytes",
+			Help:      "Bytes of leased and delayed messages' bodies kept in memory, within the memory budget; the others are read back from disk.",
+		}, func() float64 { _, held := snapshot(); return float64(held) }),
+	)
+}
+
 // QueueSample is one queue's figures at scrape time.
 type QueueSample struct {
 	Queue            string

@@ -45,6 +45,7 @@ type serveConfig struct {
 	maxQueues         int
 	idleClose         time.Duration
 	maxOpenQueues     int
+	maxMemoryBytes    int64
 	authToken         string
 	metricsAuth       bool
 	tlsCert           string
@@ -117,6 +118,7 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.IntVar(&cfg.maxQueues, "max-queues", 10000, "cap on the number of `queues`, 0 = no cap (429 TOO_MANY_QUEUES for a new one above)")
 	fs.DurationVar(&cfg.idleClose, "idle-close", 30*time.Second, "close a queue's files once it is idle this long with nothing leased or delayed (reopened on use), 0 = never")
 	fs.IntVar(&cfg.maxOpenQueues, "max-open-queues", 1024, "cap on the `queues` open at once (2-3 files each); opening one more closes the least recently used idle one, 0 = no cap")
+	fs.Int64Var(&cfg.maxMemoryBytes, "max-memory-bytes", engine.DefaultMaxMemoryBytes, "cap on the `bytes` of recent and leased messages kept in memory by all queues together; past it they are read from disk")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "require \"Authorization: Bearer `token`\" on /api/*; prefer the environment variable, which ps does not show")
 	fs.BoolVar(&cfg.metricsAuth, "metrics-auth", false, "require the auth token on /metrics too")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve HTTPS")
@@ -175,6 +177,7 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 		{"segment-bytes", cfg.segmentBytes},
 		{"segment-age", int64(cfg.segmentAge)},
 		{"max-message-bytes", cfg.maxMessageBytes},
+		{"max-memory-bytes", cfg.maxMemoryBytes},
 		{"read-header-timeout", int64(cfg.readHeaderTimeout)},
 	}
 	for _, p := range positive {
@@ -390,6 +393,8 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		MaxDeliveries: cfg.maxDeliveries,
 		Logger:        log,
 		Metrics:       engMetrics,
+
+		MaxMemoryBytes: cfg.maxMemoryBytes,
 	})
 	if err != nil {
 		if errors.Is(err, engine.ErrLocked) {
@@ -404,6 +409,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	}
 	log.Info("data directory open", "data", cfg.data, "fsync", cfg.fsync.String(), "took", time.Since(start).String())
 	metrics.RegisterQueues(reg, api.QueueSampler(eng))
+	metrics.RegisterMemory(reg, cfg.maxMemoryBytes, eng.MemoryBytes)
 	srv.SetEngine(eng)
 
 	serveErr := <-served

@@ -48,7 +48,7 @@ func TestParseServeFlagsDefaults(t *testing.T) {
 		cfg.tlsCert != "" || cfg.tlsKey != "" || cfg.drainGrace != want.drainGrace ||
 		cfg.readHeaderTimeout != want.readHeaderTimeout || cfg.logLevel != want.logLevel ||
 		cfg.logFormat != want.logFormat || cfg.pprof != "" || cfg.maxDeliveries != 0 ||
-		cfg.dedupWindow != want.dedupWindow {
+		cfg.dedupWindow != want.dedupWindow || cfg.maxMemoryBytes != 256<<20 {
 		t.Errorf("defaults = %+v\nwant %+v", *cfg, want)
 	}
 }
@@ -97,6 +97,7 @@ func TestParseServeFlagsInvalid(t *testing.T) {
 		{"size text", []string{"--segment-bytes=16MiB"}, nil, "segment-bytes"},
 		{"zero segment", []string{"--segment-bytes=0"}, nil, "segment-bytes"},
 		{"negative disk", []string{"--max-disk-bytes=-1"}, nil, "max-disk-bytes"},
+		{"zero memory", []string{"--max-memory-bytes=0"}, nil, "max-memory-bytes"},
 		{"zero message", []string{"--max-message-bytes=0"}, nil, "max-message-bytes"},
 		{"negative grace", []string{"--drain-grace=-1s"}, nil, "drain-grace"},
 		{"zero header timeout", []string{"--read-header-timeout=0s"}, nil, "read-header-timeout"},
@@ -136,7 +137,7 @@ func TestServeUsageListsEveryFlag(t *testing.T) {
 	for _, name := range []string{"addr", "data", "fsync", "fsync-interval", "segment-bytes", "segment-age",
 		"max-message-bytes", "max-disk-bytes", "max-queue-depth", "auth-token", "metrics-auth", "tls-cert",
 		"tls-key", "drain-grace", "read-header-timeout", "log-level", "log-format", "pprof",
-		"max-deliveries", "dedup-window"} {
+		"max-deliveries", "dedup-window", "max-memory-bytes"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("flag --%s is missing", name)
 		}
@@ -180,7 +181,7 @@ func TestRunDispatch(t *testing.T) {
 func TestServeWiring(t *testing.T) {
 	cfg, err := parseServeFlags([]string{
 		"--addr", relFreeAddr(t), "--pprof", relFreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"),
-		"--drain-grace", "100ms",
+		"--drain-grace", "100ms", "--max-memory-bytes", "1000000",
 	}, env(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +229,9 @@ func TestServeWiring(t *testing.T) {
 		t.Errorf("POST = %d", resp.StatusCode)
 	}
 	code, body := get(base + "/metrics")
-	for _, want := range []string{"go_goroutines", "process_", "mqueue_queue_depth{queue=\"w\"} 1", "mqueue_http_requests_total"} {
+	// "hello" waits in the memory tail: 5 bytes and 64 of bookkeeping.
+	for _, want := range []string{"go_goroutines", "process_", "mqueue_queue_depth{queue=\"w\"} 1", "mqueue_http_requests_total",
+		"\nmqueue_memory_max_bytes 1e+06\n", "\nmqueue_memory_tail_bytes 69\n", "\nmqueue_memory_held_bytes 0\n"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %s", code, want)
 		}
