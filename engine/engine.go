@@ -78,6 +78,7 @@ func Open(opts Options) (*Engine, error) {
 		lock.Close()
 		return nil, fmt.Errorf("list data dir %s: %w", opts.Dir, err)
 	}
+	removeTombstones(opts.Dir, ents, opts.Logger)
 	for _, ent := range ents {
 		if !ent.IsDir() || !ValidQueueName(ent.Name()) {
 			continue

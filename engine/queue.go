@@ -102,6 +102,9 @@ type queue struct {
 	leaseRewrite bool // rewrite it whole from memory at the next turn
 
 	enqueued, dequeued, expired, redelivered, deadLettered atomic.Uint64
+	purged, redriven                                       atomic.Uint64 // admin.go
+
+	stop chan struct{} // closed by stopQueue (admin.go): this loop alone shuts down
 }
 
 func (q *queue) nowMs() int64 { return q.e.opts.Now().UnixMilli() }
@@ -118,6 +121,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 		notify:  make(chan struct{}),
 		wake:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
+		stop:    make(chan struct{}),
 		held:    map[uint64]*heldMsg{},
 		visible: heldHeap{byID: true},
 	}
@@ -645,6 +649,8 @@ func (q *queue) stats() QueueStats {
 		Delayed:           int64(q.hidden.Len()) - q.leased,
 		DeadLetteredTotal: q.deadLettered.Load(),
 		RedeliveredTotal:  q.redelivered.Load(),
+		PurgedTotal:       q.purged.Load(),
+		RedrivenTotal:     q.redriven.Load(),
 	}
 	if q.depth > 0 {
 		q.tmu.Lock()

@@ -79,6 +79,11 @@ func (q *queue) run() {
 			q.commitPending() // what was accepted before closing is answered
 			q.shutdown()
 			return
+		case <-q.stop:
+			// stopQueue (admin.go) stops this queue alone; it set closing.
+			q.commitPending()
+			q.shutdown()
+			return
 		}
 		armSync()
 		armLease()

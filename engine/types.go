@@ -40,6 +40,11 @@ var (
 	// ErrTooManyInFlight: the queue holds MaxInFlight messages leased,
 	// delayed or visible again; plain dequeues still work.
 	ErrTooManyInFlight = errors.New("engine: too many messages in flight")
+	// ErrQueueNotFound: an administrative call (DeleteQueue, Purge, Peek,
+	// Redrive) named a queue that does not exist.
+	ErrQueueNotFound = errors.New("engine: queue not found")
+	// ErrNotDLQ: Redrive was given a queue whose name does not end in .dlq.
+	ErrNotDLQ = errors.New("engine: not a dead-letter queue")
 )
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
@@ -220,6 +225,10 @@ type QueueStats struct {
 	DeadLetteredTotal uint64 `json:"dead_lettered_total"`
 	// RedeliveredTotal counts deliveries after the first (a metric only).
 	RedeliveredTotal uint64 `json:"-"`
+	// PurgedTotal counts messages removed by Purge, RedrivenTotal those
+	// Redrive moved out of this queue (a .dlq) back to its source.
+	PurgedTotal   uint64 `json:"purged_total"`
+	RedrivenTotal uint64 `json:"redriven_total"`
 }
 
 // ValidQueueName reports whether name matches
