@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,9 +107,17 @@ func TestDeleteQueue(t *testing.T) {
 }
 
 // A long poll waiting on a queue returns empty, promptly, when the queue
-// is deleted.
+// is deleted (it does not go on waiting for a queue of that name).
 func TestDeleteQueueWakesLongPolls(t *testing.T) {
-	e := openT(t, Options{Dir: t.TempDir()})
+	var armed atomic.Bool
+	polling := make(chan struct{}, 1)
+	now := func() time.Time {
+		if armed.CompareAndSwap(true, false) {
+			polling <- struct{}{} // the poll is in its pop, under the queue's mutex
+		}
+		return time.Now()
+	}
+	e := openT(t, Options{Dir: t.TempDir(), Now: now, CompactInterval: time.Hour})
 	enq(t, e, "q", "a", EnqueueOptions{})
 	deq(t, e, "q")
 	type res struct {
@@ -116,11 +125,12 @@ func TestDeleteQueueWakesLongPolls(t *testing.T) {
 		err error
 	}
 	polled := make(chan res, 1)
+	armed.Store(true)
 	go func() {
 		_, ok, err := e.Dequeue(context.Background(), "q", 30*time.Second)
 		polled <- res{ok, err}
 	}()
-	time.Sleep(20 * time.Millisecond) // let it wait (it returns empty either way)
+	<-polling
 	if err := e.DeleteQueue("q"); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +141,45 @@ func TestDeleteQueueWakesLongPolls(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("long poll still waiting 10 s after its queue was deleted")
+	}
+}
+
+// A long poll that wakes to find its queue gone from the engine (deleted,
+// whatever the timing of the wake-up against the removal) returns empty
+// rather than wait on for a new queue of that name.
+func TestLongPollEndsWhenItsQueueGoes(t *testing.T) {
+	var armed atomic.Bool
+	polling := make(chan struct{}, 1)
+	now := func() time.Time {
+		if armed.CompareAndSwap(true, false) {
+			polling <- struct{}{}
+		}
+		return time.Now()
+	}
+	e := openT(t, Options{Dir: t.TempDir(), Now: now, CompactInterval: time.Hour})
+	enq(t, e, "q", "a", EnqueueOptions{})
+	deq(t, e, "q")
+	polled := make(chan bool, 1)
+	armed.Store(true)
+	go func() {
+		_, ok, _ := e.Dequeue(context.Background(), "q", 30*time.Second)
+		polled <- ok
+	}()
+	<-polling
+	// DeleteQueue's steps, with the removal from e.queues certainly before
+	// the poll looks again (it waits for e.mu).
+	e.mu.Lock()
+	q := e.queues["q"]
+	e.stopQueue(q)
+	delete(e.queues, "q")
+	e.mu.Unlock()
+	select {
+	case ok := <-polled:
+		if ok {
+			t.Fatal("a message came")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long poll still waiting 10 s after its queue went")
 	}
 }
 

@@ -310,11 +310,15 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 		defer t.Stop()
 		timer = t.C
 	}
+	var waited any // the *queue whose notify the last turn waited on (any: the parameter shadows the type)
 	for {
 		var ready <-chan struct{}
 		q, err := e.queue(queue, false)
 		if err != nil {
 			return false, err
+		}
+		if waited != nil && q != waited {
+			return false, nil // deleted while we waited (DeleteQueue, admin.go)
 		}
 		if q == nil {
 			e.mu.RLock()
@@ -332,7 +336,7 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 			case !errors.Is(err, errNone):
 				return false, err
 			}
-			ready = ch
+			ready, waited = ch, q
 		}
 		if timer == nil {
 			return false, nil
