@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -336,6 +335,7 @@ func (e *Engine) Peek(name string, from uint64, max int) ([]PeekedMessage, error
 }
 
 func (q *queue) peek(from uint64, n int) ([]PeekedMessage, error) {
+	n = max(n, 1)
 	now := q.nowMs()
 	type heldCopy struct {
 		rec           segment.Record
@@ -349,21 +349,26 @@ func (q *queue) peek(from uint64, n int) ([]PeekedMessage, error) {
 		q.mu.Unlock()
 		return nil, ErrClosed
 	}
-	// Every held id is below the cursor, so held messages come first.
-	var held []heldCopy
+	// Every held id is below the cursor, so held messages come first: the
+	// n lowest ids from from on (ids only are sorted, then n copied).
+	var ids []uint64
 	for id, m := range q.held {
-		if id < from || m.moving || m.rec.Expired(now) {
-			continue
+		if id >= from && !m.moving && !m.rec.Expired(now) {
+			ids = append(ids, id)
 		}
-		held = append(held, heldCopy{rec: m.rec, count: m.count, until: m.until, leased: m.seq != 0,
-			shown: m.in == &q.visible || m.until <= now, onDisk: m.onDisk})
+	}
+	slices.Sort(ids)
+	held := make([]heldCopy, min(len(ids), n))
+	for i := range held {
+		m := q.held[ids[i]]
+		held[i] = heldCopy{rec: m.rec, count: m.count, until: m.until, leased: m.seq != 0,
+			shown: m.in == &q.visible || m.until <= now, onDisk: m.onDisk}
 	}
 	start, end := max(from, q.readID), q.committed
 	segs := slices.Clone(q.segs)
 	q.mu.Unlock()
 
-	sort.Slice(held, func(i, j int) bool { return held[i].rec.ID < held[j].rec.ID })
-	out := make([]PeekedMessage, 0, min(n, len(held)+int(min(uint64(n), end-start+1))))
+	out := make([]PeekedMessage, 0, n)
 	for _, h := range held {
 		if len(out) == n {
 			return out, nil
