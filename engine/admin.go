@@ -122,7 +122,8 @@ func (e *Engine) ListQueues(after string, limit int) (page []QueueInfo, more boo
 // long polls return empty. It returns once the deletion is durable; a later
 // enqueue to the name creates a fresh queue whose ids start at 1. A queue
 // that could not be recovered at start is deleted too. ErrQueueNotFound for
-// an unknown queue (or one another DeleteQueue is deleting). Safe for
+// an unknown queue (or one another DeleteQueue is deleting); ErrClosed
+// when the engine closes first (the queue then stays whole). Safe for
 // concurrent use.
 func (e *Engine) DeleteQueue(name string) error {
 	if !ValidQueueName(name) {
@@ -145,6 +146,9 @@ func (e *Engine) DeleteQueue(name string) error {
 		return fmt.Errorf("%w: %s", ErrQueueNotFound, name)
 	}
 	tomb, err := e.tombstone(name)
+	if errors.Is(err, ErrClosed) {
+		return err // stopped and closed whole: the queue stays
+	}
 	if err != nil {
 		if q != nil {
 			e.reopen(q)
@@ -195,7 +199,19 @@ func (e *Engine) stopQueue(q *queue) bool {
 func (e *Engine) tombstone(name string) (string, error) {
 	dir := filepath.Join(e.opts.Dir, name)
 	tomb := filepath.Join(e.opts.Dir, tombstonePrefix+name+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
-	if err := os.Rename(dir, tomb); err != nil {
+	// Under e.mu, so that Close (which takes it to begin) cannot release
+	// the directory lock before the rename and let a new process open the
+	// queue that this one then renames away.
+	e.mu.RLock()
+	select {
+	case <-e.closing:
+		e.mu.RUnlock()
+		return "", ErrClosed
+	default:
+	}
+	err := os.Rename(dir, tomb)
+	e.mu.RUnlock()
+	if err != nil {
 		return "", fmt.Errorf("rename %s to a tombstone: %w", dir, err)
 	}
 	if err := segment.SyncDir(e.opts.Dir); err != nil {
