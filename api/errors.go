@@ -42,6 +42,11 @@ const (
 	CodeTooManyInFlight  = "TOO_MANY_IN_FLIGHT"
 	CodeOverloaded       = "OVERLOADED"
 	CodeTooManyQueues    = "TOO_MANY_QUEUES"
+	// Queue administration (admin.go).
+	CodeInvalidLimit = "INVALID_LIMIT"
+	CodeInvalidAfter = "INVALID_AFTER"
+	CodeInvalidFrom  = "INVALID_FROM"
+	CodeNotDLQ       = "NOT_A_DLQ"
 )
 
 // ErrorBody is the JSON body of every error response. It is a plain value,
@@ -93,6 +98,10 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 	case errors.Is(err, engine.ErrTooManyInFlight):
 		c.Header("Retry-After", retryAfter)
 		abortError(c, http.StatusTooManyRequests, CodeTooManyInFlight, fmt.Sprintf("the queue holds %d leased or delayed messages; ack some, or dequeue without a lease", engine.MaxInFlight))
+	case errors.Is(err, engine.ErrQueueNotFound):
+		abortError(c, http.StatusNotFound, CodeQueueNotFound, "no queue named "+queue)
+	case errors.Is(err, engine.ErrNotDLQ):
+		abortError(c, http.StatusBadRequest, CodeNotDLQ, "only a dead-letter queue (a name ending in .dlq) can be redriven")
 	case errors.Is(err, engine.ErrClosed):
 		abortShuttingDown(c)
 	case c.Request.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):

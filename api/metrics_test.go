@@ -16,7 +16,7 @@ func TestMetricsRouteLabels(t *testing.T) {
 	ts.post("/api/queue/foo", "x")
 	ts.do("GET", "/api/queue/barqueue", nil)
 	ts.do("GET", "/no/such/xyzpath", nil)
-	ts.do("DELETE", "/api/queue/foo", nil)
+	ts.do("PUT", "/api/queue/foo", nil)
 	ts.do("BREW", "/api/queue/foo", nil)
 
 	r := ts.do("GET", "/metrics", nil)
@@ -39,7 +39,7 @@ func TestMetricsRouteLabels(t *testing.T) {
 		`mqueue_http_requests_total{code="201",method="POST",route="/api/queue/:name"} 1`,
 		`mqueue_http_requests_total{code="204",method="GET",route="/api/queue/:name"} 1`,
 		`mqueue_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
-		`mqueue_http_requests_total{code="405",method="DELETE",route="unmatched"} 1`,
+		`mqueue_http_requests_total{code="405",method="PUT",route="unmatched"} 1`,
 		`method="OTHER"`,
 		`mqueue_http_request_duration_seconds_bucket{method="POST",route="/api/queue/:name",le=`,
 	} {

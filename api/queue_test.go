@@ -166,7 +166,7 @@ func TestErrors(t *testing.T) {
 		{"unknown api route", "GET", "/api/nope", "", 404, api.CodeNotFound},
 		{"extra segment", "GET", "/api/queue/a/b", "", 404, api.CodeNotFound},
 		{"trailing slash", "POST", "/api/queue/", "x", 404, api.CodeNotFound},
-		{"wrong method queue", "DELETE", "/api/queue/q", "", 405, api.CodeMethodNotAllowed},
+		{"wrong method queue", "PUT", "/api/queue/q", "", 405, api.CodeMethodNotAllowed},
 		{"wrong method stats", "POST", "/api/stats", "x", 405, api.CodeMethodNotAllowed},
 		{"wrong method healthz", "PUT", "/healthz", "", 405, api.CodeMethodNotAllowed},
 	}

@@ -62,6 +62,11 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/queue/:name/extend", s.extend)
 	api.GET("/stats", s.allStats)
 	api.GET("/stats/:name", s.queueStats)
+	api.GET("/queues", s.listQueues)
+	api.DELETE("/queue/:name", s.deleteQueue)
+	api.POST("/queue/:name/purge", s.purgeQueue)
+	api.GET("/queue/:name/peek", s.peekQueue)
+	api.POST("/queue/:name/redrive", s.redrive)
 	return r
 }
 

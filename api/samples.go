@@ -30,6 +30,8 @@ func QueueSampler(eng *engine.Engine) func() []metrics.QueueSample {
 				Delayed:      st.Delayed,
 				Redelivered:  st.RedeliveredTotal,
 				DeadLettered: st.DeadLetteredTotal,
+				Purged:       st.PurgedTotal,
+				Redriven:     st.RedrivenTotal,
 			}
 			if st.OldestEnqueuedAt != 0 {
 				out[i].OldestAgeSeconds = max(0, float64(now-st.OldestEnqueuedAt)/1000)

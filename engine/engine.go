@@ -84,6 +84,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("list data dir %s: %w", opts.Dir, err)
 	}
 	var names []string
+	removeTombstones(opts.Dir, ents, opts.Logger)
 	for _, ent := range ents {
 		// Not only directories: a symlink or a file under a queue's name
 		// is refused by openQueue (the queue is unavailable), as at first use.
@@ -329,10 +330,14 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 		defer t.Stop()
 		timer = t.C
 	}
+	var waited interface{ wasDeleted() bool } // the queue whose notify the last turn waited on (the parameter shadows the type's name)
 	for {
 		q, ready, err := e.lookupWait(queue)
 		if err != nil {
 			return false, err
+		}
+		if waited != nil && waited.wasDeleted() {
+			return false, nil // deleted while we waited (DeleteQueue, admin.go)
 		}
 		if q != nil {
 			ch, err := pop(q)
@@ -347,7 +352,7 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 			case !errors.Is(err, errNone):
 				return false, err
 			}
-			ready = ch
+			ready, waited = ch, q
 		}
 		if timer == nil {
 			return false, nil

@@ -533,7 +533,10 @@ func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
 		if m.rec.ExpiresAt != 0 {
 			ttl = time.Duration(m.rec.ExpiresAt-now) * time.Millisecond
 		}
-		key := internalKey("dlq", q.name, strconv.FormatUint(m.rec.ID, 10))
+		// The enqueue time too: a queue deleted and created again within
+		// the window starts its ids at 1, and its message 1 is not the
+		// one an earlier move took.
+		key := internalKey("dlq", q.name, strconv.FormatUint(m.rec.ID, 10), strconv.FormatInt(m.rec.EnqueuedAt, 10))
 		q.mu.Lock()
 		body, err := q.payloadLocked(m)
 		q.mu.Unlock()

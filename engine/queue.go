@@ -108,6 +108,9 @@ type queue struct {
 	leaseRewrite bool // rewrite it whole from memory at the next turn
 
 	enqueued, dequeued, expired, redelivered, deadLettered atomic.Uint64
+	purged, redriven                                       atomic.Uint64 // admin.go
+
+	deleted atomic.Bool // DeleteQueue (admin.go) took it: its long polls end
 }
 
 func (q *queue) nowMs() int64 { return q.e.opts.Now().UnixMilli() }
@@ -670,6 +673,8 @@ func (q *queue) stats() QueueStats {
 		Delayed:           int64(q.hidden.Len()) - q.leased,
 		DeadLetteredTotal: q.deadLettered.Load(),
 		RedeliveredTotal:  q.redelivered.Load(),
+		PurgedTotal:       q.purged.Load(),
+		RedrivenTotal:     q.redriven.Load(),
 	}
 	if q.depth > 0 {
 		q.tmu.Lock()

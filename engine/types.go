@@ -45,6 +45,11 @@ var (
 	// ErrTooManyQueues: creating the queue would pass Options.MaxQueues;
 	// the queues that exist keep working.
 	ErrTooManyQueues = errors.New("engine: too many queues")
+	// ErrQueueNotFound: an administrative call (DeleteQueue, Purge, Peek,
+	// Redrive) named a queue that does not exist.
+	ErrQueueNotFound = errors.New("engine: queue not found")
+	// ErrNotDLQ: Redrive was given a queue whose name does not end in .dlq.
+	ErrNotDLQ = errors.New("engine: not a dead-letter queue")
 )
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
@@ -248,6 +253,10 @@ type QueueStats struct {
 	DeadLetteredTotal uint64 `json:"dead_lettered_total"`
 	// RedeliveredTotal counts deliveries after the first (a metric only).
 	RedeliveredTotal uint64 `json:"-"`
+	// PurgedTotal counts messages removed by Purge, RedrivenTotal those
+	// Redrive moved out of this queue (a .dlq) back to its source.
+	PurgedTotal   uint64 `json:"purged_total"`
+	RedrivenTotal uint64 `json:"redriven_total"`
 }
 
 // ValidQueueName reports whether name matches

@@ -134,6 +134,8 @@ type QueueSample struct {
 	Delayed          int64  // hidden by a nack's delay
 	Redelivered      uint64 // deliveries after the first
 	DeadLettered     uint64 // moved to {queue}.dlq
+	Purged           uint64 // removed by a purge
+	Redriven         uint64 // moved out of this .dlq back to its source by a redrive
 }
 
 // RegisterQueues registers a collector that calls snapshot at every scrape
@@ -156,6 +158,8 @@ var (
 	descDelayed  = prometheus.NewDesc(namespace+"_messages_delayed", "Messages hidden until a nack's delay ends.", labels, nil)
 	descRedeliv  = prometheus.NewDesc(namespace+"_messages_redelivered_total", "Deliveries of a message after its first (its lease ran out or was nacked) since the process started.", labels, nil)
 	descDead     = prometheus.NewDesc(namespace+"_messages_dead_lettered_total", "Messages moved to the queue's .dlq after --max-deliveries since the process started.", labels, nil)
+	descPurged   = prometheus.NewDesc(namespace+"_messages_purged_total", "Messages removed by POST /api/queue/{name}/purge since the process started.", labels, nil)
+	descRedriven = prometheus.NewDesc(namespace+"_messages_redriven_total", "Messages moved out of this .dlq back to its source queue by a redrive since the process started.", labels, nil)
 )
 
 type queueCollector struct {
@@ -163,7 +167,7 @@ type queueCollector struct {
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEnqueued, descDequeued, descExpired, descDepth, descSegments, descDisk, descOldest, descInFlight, descDelayed, descRedeliv, descDead} {
+	for _, d := range []*prometheus.Desc{descEnqueued, descDequeued, descExpired, descDepth, descSegments, descDisk, descOldest, descInFlight, descDelayed, descRedeliv, descDead, descPurged, descRedriven} {
 		ch <- d
 	}
 }
@@ -181,6 +185,8 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDelayed, prometheus.GaugeValue, float64(s.Delayed), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descRedeliv, prometheus.CounterValue, float64(s.Redelivered), s.Queue)
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(s.DeadLettered), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descPurged, prometheus.CounterValue, float64(s.Purged), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descRedriven, prometheus.CounterValue, float64(s.Redriven), s.Queue)
 	}
 }
 
