@@ -270,11 +270,17 @@ func (e *Engine) tombstone(name string) (string, error) {
 // messages that no read had skipped yet. ErrQueueNotFound for an unknown
 // queue. Safe for concurrent use.
 func (e *Engine) Purge(name string) (int64, error) {
-	q, err := e.adminQueue(name)
-	if err != nil {
-		return 0, err
+	for {
+		q, err := e.adminQueue(name)
+		if err != nil {
+			return 0, err
+		}
+		n, err := q.purge()
+		if err != errRetired {
+			return n, err
+		}
+		<-q.stopped // retired meanwhile: look again, which reopens it
 	}
-	return q.purge()
 }
 
 // adminQueue returns an existing queue, or ErrQueueNotFound.
@@ -292,8 +298,9 @@ func (e *Engine) adminQueue(name string) (*queue, error) {
 func (q *queue) purge() (int64, error) {
 	q.mu.Lock()
 	if q.closing {
+		err := q.closedErr()
 		q.mu.Unlock()
-		return 0, ErrClosed
+		return 0, err
 	}
 	n := q.depth
 	q.readID, q.depth = q.committed+1, 0
@@ -357,11 +364,17 @@ type PeekedMessage struct {
 // to copy its state. ErrQueueNotFound for an unknown queue. Safe for
 // concurrent use.
 func (e *Engine) Peek(name string, from uint64, max int) ([]PeekedMessage, error) {
-	q, err := e.adminQueue(name)
-	if err != nil {
-		return nil, err
+	for {
+		q, err := e.adminQueue(name)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := q.peek(from, max)
+		if err != errRetired {
+			return ms, err
+		}
+		<-q.stopped // retired meanwhile: look again, which reopens it
 	}
-	return q.peek(from, max)
 }
 
 func (q *queue) peek(from uint64, n int) ([]PeekedMessage, error) {
@@ -376,8 +389,9 @@ func (q *queue) peek(from uint64, n int) ([]PeekedMessage, error) {
 	}
 	q.mu.Lock()
 	if q.closing {
+		err := q.closedErr()
 		q.mu.Unlock()
-		return nil, ErrClosed
+		return nil, err
 	}
 	// Every held id is below the cursor, so held messages come first: the
 	// n lowest ids from from on (ids only are sorted, then n copied).
