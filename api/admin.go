@@ -1,13 +1,11 @@
 package api
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -98,15 +96,9 @@ func (s *Server) purgeQueue(c *gin.Context) {
 // state, and the time it becomes visible (delayed) or its lease ends (in
 // flight).
 type peekMessage struct {
-	ID             uint64  `json:"id"`
-	Body           *string `json:"body,omitempty"`
-	BodyBase64     *string `json:"body_base64,omitempty"`
-	EnqueuedAt     int64   `json:"enqueued_at"`
-	ExpiresAt      int64   `json:"expires_at,omitempty"`
-	DeliveryCount  int     `json:"delivery_count"`
-	State          string  `json:"state"`
-	VisibleAt      int64   `json:"visible_at,omitempty"`
-	LeaseExpiresAt int64   `json:"lease_expires_at,omitempty"`
+	batchMessage
+	State     string `json:"state"`
+	VisibleAt int64  `json:"visible_at,omitempty"`
 }
 
 // peekResponse is the body of a peek. Next is set when the page is full:
@@ -142,19 +134,8 @@ func (s *Server) peekQueue(c *gin.Context) {
 	}
 	out := peekResponse{Messages: make([]peekMessage, len(msgs))}
 	for i := range msgs {
-		m, pm := &msgs[i], &out.Messages[i]
-		pm.ID, pm.State, pm.DeliveryCount = m.ID, m.State, m.DeliveryCount
-		pm.EnqueuedAt = m.EnqueuedAt.UnixMilli()
-		pm.ExpiresAt = unixMsOrZero(m.ExpiresAt)
-		pm.VisibleAt = unixMsOrZero(m.VisibleAt)
-		pm.LeaseExpiresAt = unixMsOrZero(m.LeaseExpiresAt)
-		if utf8.Valid(m.Body) {
-			b := string(m.Body)
-			pm.Body = &b
-		} else {
-			b := base64.StdEncoding.EncodeToString(m.Body)
-			pm.BodyBase64 = &b
-		}
+		m := &msgs[i]
+		out.Messages[i] = peekMessage{batchMessage: toBatchMessage(&m.Message), State: m.State, VisibleAt: unixMsOrZero(m.VisibleAt)}
 	}
 	if len(msgs) == int(max) {
 		out.Next = msgs[len(msgs)-1].ID + 1

@@ -193,6 +193,21 @@ func invalidBatch(c *gin.Context, msg string) {
 	abortError(c, http.StatusBadRequest, CodeInvalidBatch, msg)
 }
 
+// toBatchMessage converts a dequeued (or peeked) message.
+func toBatchMessage(m *engine.Message) batchMessage {
+	bm := batchMessage{ID: m.ID, EnqueuedAt: m.EnqueuedAt.UnixMilli(), DeliveryCount: m.DeliveryCount, Receipt: m.Receipt}
+	bm.ExpiresAt = unixMsOrZero(m.ExpiresAt)
+	bm.LeaseExpiresAt = unixMsOrZero(m.LeaseExpiresAt)
+	if utf8.Valid(m.Body) {
+		s := string(m.Body)
+		bm.Body = &s
+	} else {
+		s := base64.StdEncoding.EncodeToString(m.Body)
+		bm.BodyBase64 = &s
+	}
+	return bm
+}
+
 // batchMessage is one message of a batch GET's response.
 type batchMessage struct {
 	ID            uint64  `json:"id"`
@@ -245,24 +260,7 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 	}{make([]batchMessage, len(msgs))}
 	for i := range msgs {
 		m := &msgs[i]
-		bm := &out.Messages[i]
-		bm.ID = m.ID
-		bm.EnqueuedAt = m.EnqueuedAt.UnixMilli()
-		if !m.ExpiresAt.IsZero() {
-			bm.ExpiresAt = m.ExpiresAt.UnixMilli()
-		}
-		bm.DeliveryCount = m.DeliveryCount
-		bm.Receipt = m.Receipt
-		if m.Receipt != "" {
-			bm.LeaseExpiresAt = m.LeaseExpiresAt.UnixMilli()
-		}
-		if utf8.Valid(m.Body) {
-			s := string(m.Body)
-			bm.Body = &s
-		} else {
-			s := base64.StdEncoding.EncodeToString(m.Body)
-			bm.BodyBase64 = &s
-		}
+		out.Messages[i] = toBatchMessage(m)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
