@@ -262,6 +262,75 @@ func metricNames(expr string) []string {
 	return names
 }
 
+var (
+	reMatcher   = regexp.MustCompile(`([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)`)
+	reLabelList = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)`)
+	reLabelVals = regexp.MustCompile(`^\s*label_values\(.*,\s*(\w+)\s*\)\s*$`)
+)
+
+// labelNames returns the label names an expression matches on or groups by.
+func labelNames(expr string) []string {
+	seen := map[string]bool{}
+	var names []string
+	add := func(n string) {
+		if n = strings.TrimSpace(n); n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, b := range reBraces.FindAllString(reString.ReplaceAllString(expr, `""`), -1) {
+		for _, m := range reMatcher.FindAllStringSubmatch(b, -1) {
+			add(m[1])
+		}
+	}
+	for _, m := range reLabelList.FindAllStringSubmatch(expr, -1) {
+		for _, n := range strings.Split(m[1], ",") {
+			add(n)
+		}
+	}
+	if m := reLabelVals.FindStringSubmatch(expr); m != nil {
+		add(m[1])
+	}
+	return names
+}
+
+// targetLabels are the labels Prometheus adds to every scraped series.
+var targetLabels = map[string]bool{"instance": true, "job": true}
+
+// pageLabels returns, per sample name on a /metrics page, its label names.
+func pageLabels(page string) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, line := range strings.Split(page, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		if out[name] == nil {
+			out[name] = map[string]bool{}
+		}
+		if labels, _, ok := strings.Cut(rest, "}"); ok {
+			for _, m := range reMatcher.FindAllStringSubmatch(reString.ReplaceAllString(labels, `""`), -1) {
+				out[name][m[1]] = true
+			}
+		}
+	}
+	return out
+}
+
+func TestLabelNames(t *testing.T) {
+	for _, c := range []struct{ expr, want string }{
+		{`up{job="mqueue"} == 0`, "job"},
+		{`sum by (route, le) (rate(x{instance=~"$instance", code=~"5.."}[5m])) / on(instance) y`, "instance code route le"},
+		{`label_values(mqueue_queue_depth{instance=~"$instance"}, queue)`, "instance queue"},
+		{`m{a="x,b=y"}`, "a"},
+	} {
+		if got := strings.Join(labelNames(c.expr), " "); got != c.want {
+			t.Errorf("labelNames(%q) = %q, want %q", c.expr, got, c.want)
+		}
+	}
+}
+
 func TestMetricNames(t *testing.T) {
 	for _, c := range []struct{ expr, want string }{
 		{`up{job="mqueue"} == 0`, "up"},
@@ -406,11 +475,22 @@ func TestMonitoringAgainstLiveMetrics(t *testing.T) {
 		}
 	})
 
+	labelsOf := pageLabels(page)
 	check := func(t *testing.T, where, expr string) int {
 		names := metricNames(expr)
+		known := map[string]bool{}
 		for _, name := range names {
 			if _, ok := have[name]; !ok && !scrapeOnly[name] {
 				t.Errorf("%s: %q is not on mqueue's /metrics (expr %s)", where, name, expr)
+			}
+			for l := range labelsOf[name] {
+				known[l] = true
+			}
+		}
+		// A label no selected metric has matches nothing or groups nothing.
+		for _, l := range labelNames(expr) {
+			if !known[l] && !targetLabels[l] {
+				t.Errorf("%s: label %q is on none of %v (expr %s)", where, l, names, expr)
 			}
 		}
 		return len(names)
