@@ -359,6 +359,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	metrics.RegisterReady(reg, srv.Ready)
 
 	if cfg.pprof != "" {
 		closePprof, err := startPprof(cfg.pprof, log)
