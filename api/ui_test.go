@@ -189,7 +189,8 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("the payload was rendered as HTML: %s <b> elements in the peek", bold)
 	}
 	shot := artifactPath(t, "ui-screenshot.png")
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100) // 100: PNG (lower is JPEG))
+	// Quality 100 makes a PNG (below 100 it is a JPEG).
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
