@@ -105,6 +105,19 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Helper()
 		do(what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(10*time.Second)))
 	}
+	screenshot := func(name string) {
+		t.Helper()
+		// Quality 100 makes a PNG (below 100 it is a JPEG).
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		p := artifactPath(t, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatalf("write screenshot: %v", err)
+		}
+		t.Logf("console screenshot: %s", p)
+	}
 	do("start the browser", chromedp.Navigate("about:blank"))
 
 	// Every dialog is recorded and accepted, from its own goroutine.
@@ -174,6 +187,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// A second message sent by another client shows up by polling alone.
 	ts.do("POST", "/api/queue/orders", strings.NewReader("second"), "Authorization", "Bearer "+token)
 	poll("the list updates live", `(document.querySelector('tr[data-queue="orders"] td.depth') || {}).textContent === "2"`)
+	screenshot("ui-screenshot-list.png")
 
 	do("open the queue page and peek",
 		chromedp.Click(chromedp.CSS(`tr[data-queue="orders"] a`)),
@@ -188,16 +202,7 @@ func TestConsoleBrowser(t *testing.T) {
 	if bold := eval(`String(document.querySelectorAll("#peek b").length)`); bold != "0" {
 		t.Errorf("the payload was rendered as HTML: %s <b> elements in the peek", bold)
 	}
-	shot := artifactPath(t, "ui-screenshot.png")
-	// Quality 100 makes a PNG (below 100 it is a JPEG).
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatalf("write screenshot: %v", err)
-	}
-	t.Logf("console screenshot: %s", shot)
+	screenshot("ui-screenshot.png")
 
 	do("purge, accepting the confirmation", chromedp.Click(chromedp.ID("purge")))
 	poll("depth 0 on the queue page", `(document.getElementById("q-depth") || {}).textContent === "0"`)
@@ -209,6 +214,20 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	do("back to the list", chromedp.Click(chromedp.CSS(`a[href="#/"]`)))
 	poll("depth 0 in the list", `(document.querySelector('tr[data-queue="orders"] td.depth') || {}).textContent === "0"`)
+
+	do("delete the queue from its page",
+		chromedp.Click(chromedp.CSS(`tr[data-queue="orders"] a`)),
+		chromedp.WaitVisible(chromedp.ID("delete")),
+		chromedp.Click(chromedp.ID("delete")),
+	)
+	poll("back on the list without orders", `location.hash === "#/" && document.getElementById("queues") !== null &&
+		document.querySelector('tr[data-queue="orders"]') === null && document.getElementById("list-note").textContent !== ""`)
+	if !strings.HasPrefix(lastDialog(), "confirm: Delete the queue orders") {
+		t.Errorf("delete dialog = %q, want a confirmation", lastDialog())
+	}
+	if r := ts.do("GET", "/api/stats/orders", nil, "Authorization", "Bearer "+token); r.status != 404 {
+		t.Errorf("stats after the UI delete = %d %s, want 404", r.status, r.body)
+	}
 	mu.Lock()
 	t.Logf("dialogs: %q", dialogs)
 	mu.Unlock()
