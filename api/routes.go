@@ -46,6 +46,11 @@ func (s *Server) routes() *gin.Engine {
 		r.GET("/metrics", s.gate, prom)
 	}
 
+	if !s.cfg.DisableUI {
+		r.GET("/ui", s.console)
+		r.GET("/ui/*file", s.console)
+	}
+
 	api := r.Group("/api", s.gate)
 	if s.cfg.AuthToken != "" {
 		api.Use(s.auth)

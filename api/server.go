@@ -97,6 +97,8 @@ type Config struct {
 	// request ends; a request that would pass the cap is answered 503
 	// OVERLOADED.
 	MaxInflightBytes int64
+	// DisableUI turns the web console at /ui off (404 there).
+	DisableUI bool
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 }

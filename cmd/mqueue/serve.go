@@ -48,6 +48,7 @@ type serveConfig struct {
 	maxMemoryBytes    int64
 	authToken         string
 	metricsAuth       bool
+	ui                bool
 	tlsCert           string
 	tlsKey            string
 	drainGrace        time.Duration
@@ -120,6 +121,7 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.IntVar(&cfg.maxOpenQueues, "max-open-queues", 1024, "cap on the `queues` open at once (2-3 files each); opening one more closes the least recently used idle one, 0 = no cap")
 	fs.Int64Var(&cfg.maxMemoryBytes, "max-memory-bytes", engine.DefaultMaxMemoryBytes, "cap on the `bytes` of recent and leased messages kept in memory by all queues together; past it they are read from disk")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "require \"Authorization: Bearer `token`\" on /api/*; prefer the environment variable, which ps does not show")
+	fs.BoolVar(&cfg.ui, "ui", true, "serve the web console at /ui (its data calls go through /api and need the auth token)")
 	fs.BoolVar(&cfg.metricsAuth, "metrics-auth", false, "require the auth token on /metrics too")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, serve HTTPS")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key `file`; with --tls-cert, serve HTTPS")
@@ -354,6 +356,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		DrainGrace:        cfg.drainGrace,
 		MaxConnections:    noLimit(cfg.maxConnections),
 		MaxInflightBytes:  noLimit(cfg.maxInflightBytes),
+		DisableUI:         !cfg.ui,
 		Logger:            log,
 	}, nil, reg, metrics.NewHTTP(reg))
 	if err != nil {
