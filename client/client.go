@@ -138,6 +138,16 @@ func (c *Client) once(ctx context.Context, r request) (*http.Response, []byte, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("mqueue: %s %s: %w", r.method, r.path, err)
 	}
+	if r.method == http.MethodGet && r.policy == retryAnswered {
+		// net/http's Transport resends a GET on its own when a reused
+		// connection breaks; for a GET that pops, that would pop a second
+		// message while the first one's answer was lost. A body without
+		// GetBody makes the request not replayable; it is empty, so nothing
+		// is sent.
+		req.Body = io.NopCloser(strings.NewReader(""))
+		req.GetBody = nil
+		req.ContentLength = 0
+	}
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
