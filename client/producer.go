@@ -42,7 +42,9 @@ func (r *Result) Wait(ctx context.Context) (uint64, error) {
 }
 
 // Producer batches Send calls into batch POSTs, each with its own
-// Idempotency-Key, so its retries never store a batch twice.
+// Idempotency-Key, so its retries never store a batch twice. Batches are
+// sent one at a time in Send order, so the ids follow the Send order (a
+// failed batch fails all its messages; the later ones are sent still).
 type Producer struct {
 	c     *Client
 	queue string
@@ -55,6 +57,7 @@ type Producer struct {
 	timer   *time.Timer
 	closed  bool
 	flights sync.WaitGroup
+	prev    chan struct{} // closed when the last batch sent was answered
 }
 
 // ErrProducerClosed is returned by Send after Close.
@@ -114,9 +117,17 @@ func (p *Producer) flushLocked() {
 	}
 	msgs, results := p.msgs, p.results
 	p.msgs, p.results, p.bytes = nil, nil, 0
+	prev, mine := p.prev, make(chan struct{})
+	p.prev = mine
 	p.flights.Add(1)
 	go func() {
 		defer p.flights.Done()
+		defer close(mine)
+		// One batch at a time, in Send order, so ids follow Send order;
+		// the next batch gathers while this one commits.
+		if prev != nil {
+			<-prev
+		}
 		ids, err := p.c.EnqueueBatch(context.Background(), p.queue, msgs, BatchOptions{Sync: p.o.Sync})
 		if err == nil && len(ids) != len(msgs) {
 			err = fmt.Errorf("mqueue: batch to %s: %d ids for %d messages", p.queue, len(ids), len(msgs))

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -73,4 +74,38 @@ func startServer(t testing.TB, mod func(*api.Config, *engine.Options)) string {
 		}
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// exampleBase is the server of the Example, started by TestMain.
+var exampleBase string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mqueue-client-example")
+	if err != nil {
+		panic(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	eng, err := engine.Open(engine.Options{Dir: dir, Logger: log, Metrics: metrics.NewEngine(reg)})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := api.New(api.Config{Logger: log, ShutdownTimeout: 5 * time.Second}, eng, reg, metrics.NewHTTP(reg))
+	if err != nil {
+		panic(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	exampleBase = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	code := m.Run()
+	cancel()
+	<-served
+	_ = eng.Close()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
