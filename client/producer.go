@@ -42,22 +42,30 @@ func (r *Result) Wait(ctx context.Context) (uint64, error) {
 }
 
 // Producer batches Send calls into batch POSTs, each with its own
-// Idempotency-Key, so its retries never store a batch twice. Batches are
-// sent one at a time in Send order, so the ids follow the Send order (a
-// failed batch fails all its messages; the later ones are sent still).
+// Idempotency-Key, so its retries never store a batch twice. One batch is
+// in flight at a time, in Send order, so the ids follow the Send order (a
+// failed batch fails all its messages; the later ones are sent still);
+// while it commits the next one gathers, and is sent as soon as the first
+// is answered, without waiting for Linger.
 type Producer struct {
 	c     *Client
 	queue string
 	o     ProducerOptions
 
 	mu      sync.Mutex
-	msgs    []BatchMessage
-	results []*Result
-	bytes   int
+	cur     batch   // gathering
+	ready   []batch // sealed (full), waiting for the sender
+	sending bool    // the sender goroutine runs
 	timer   *time.Timer
 	closed  bool
 	flights sync.WaitGroup
-	prev    chan struct{} // closed when the last batch sent was answered
+}
+
+// batch is messages and their results, sent together.
+type batch struct {
+	msgs    []BatchMessage
+	results []*Result
+	bytes   int
 }
 
 // ErrProducerClosed is returned by Send after Close.
@@ -87,67 +95,90 @@ func (p *Producer) Send(ctx context.Context, body []byte, o SendOptions) *Result
 		close(r.done)
 		return r
 	}
-	if len(p.msgs) > 0 && p.bytes+len(body) > p.o.MaxBytes {
-		p.flushLocked()
+	if len(p.cur.msgs) > 0 && p.cur.bytes+len(body) > p.o.MaxBytes {
+		p.sealLocked()
 	}
-	p.msgs = append(p.msgs, BatchMessage{Body: body, TTL: o.TTL, Delay: o.Delay})
-	p.results = append(p.results, r)
-	p.bytes += len(body)
-	if len(p.msgs) >= p.o.MaxMessages || p.bytes >= p.o.MaxBytes {
-		p.flushLocked()
-	} else if p.timer == nil {
+	p.cur.msgs = append(p.cur.msgs, BatchMessage{Body: body, TTL: o.TTL, Delay: o.Delay})
+	p.cur.results = append(p.cur.results, r)
+	p.cur.bytes += len(body)
+	if len(p.cur.msgs) >= p.o.MaxMessages || p.cur.bytes >= p.o.MaxBytes {
+		p.sealLocked()
+		p.startLocked()
+	} else if !p.sending && p.timer == nil {
 		p.timer = time.AfterFunc(p.o.Linger, func() {
 			p.mu.Lock()
 			p.timer = nil
-			p.flushLocked()
+			p.startLocked()
 			p.mu.Unlock()
 		})
 	}
 	return r
 }
 
-// flushLocked sends the current batch in its own goroutine.
-func (p *Producer) flushLocked() {
+// sealLocked moves the current batch to the ready ones.
+func (p *Producer) sealLocked() {
+	if len(p.cur.msgs) > 0 {
+		p.ready = append(p.ready, p.cur)
+		p.cur = batch{}
+	}
+}
+
+// startLocked starts the sender unless it runs or nothing waits.
+func (p *Producer) startLocked() {
+	if p.sending || (len(p.ready) == 0 && len(p.cur.msgs) == 0) {
+		return
+	}
 	if p.timer != nil {
 		p.timer.Stop()
 		p.timer = nil
 	}
-	if len(p.msgs) == 0 {
-		return
-	}
-	msgs, results := p.msgs, p.results
-	p.msgs, p.results, p.bytes = nil, nil, 0
-	prev, mine := p.prev, make(chan struct{})
-	p.prev = mine
+	p.sending = true
 	p.flights.Add(1)
-	go func() {
-		defer p.flights.Done()
-		defer close(mine)
-		// One batch at a time, in Send order, so ids follow Send order;
-		// the next batch gathers while this one commits.
-		if prev != nil {
-			<-prev
-		}
-		ids, err := p.c.EnqueueBatch(context.Background(), p.queue, msgs, BatchOptions{Sync: p.o.Sync})
-		if err == nil && len(ids) != len(msgs) {
-			err = fmt.Errorf("mqueue: batch to %s: %d ids for %d messages", p.queue, len(ids), len(msgs))
-		}
-		for i, r := range results {
-			if err != nil {
-				r.err = err
-			} else {
-				r.id = ids[i]
-			}
-			close(r.done)
-		}
-	}()
+	go p.sendLoop()
 }
 
-// Flush sends the current batch and waits until every batch sent so far
-// was answered.
+// sendLoop sends batches one at a time until none waits.
+func (p *Producer) sendLoop() {
+	defer p.flights.Done()
+	for {
+		p.mu.Lock()
+		var b batch
+		switch {
+		case len(p.ready) > 0:
+			b = p.ready[0]
+			p.ready = p.ready[1:]
+		case len(p.cur.msgs) > 0:
+			b, p.cur = p.cur, batch{}
+		default:
+			p.sending = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		p.send(b)
+	}
+}
+
+// send posts one batch and completes its results.
+func (p *Producer) send(b batch) {
+	ids, err := p.c.EnqueueBatch(context.Background(), p.queue, b.msgs, BatchOptions{Sync: p.o.Sync})
+	if err == nil && len(ids) != len(b.msgs) {
+		err = fmt.Errorf("mqueue: batch to %s: %d ids for %d messages", p.queue, len(ids), len(b.msgs))
+	}
+	for i, r := range b.results {
+		if err != nil {
+			r.err = err
+		} else {
+			r.id = ids[i]
+		}
+		close(r.done)
+	}
+}
+
+// Flush sends what was given so far and waits until it was answered.
 func (p *Producer) Flush() {
 	p.mu.Lock()
-	p.flushLocked()
+	p.startLocked()
 	p.mu.Unlock()
 	p.flights.Wait()
 }
@@ -156,7 +187,7 @@ func (p *Producer) Flush() {
 func (p *Producer) Close() {
 	p.mu.Lock()
 	p.closed = true
-	p.flushLocked()
+	p.startLocked()
 	p.mu.Unlock()
 	p.flights.Wait()
 }

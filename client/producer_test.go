@@ -21,7 +21,8 @@ func TestProducerBatchesAndReturnsIDsAfterCommit(t *testing.T) {
 	for i := range results {
 		results[i] = p.Send(ctx, []byte(fmt.Sprintf("m%d", i)), client.SendOptions{})
 	}
-	// Two full batches went; the last 5 wait for Flush (the linger is long).
+	// Two full batches went at once; the last 5 go once the sender is free
+	// (or at Close), not after the (long) linger.
 	for i := range 20 {
 		id, err := results[i].Wait(ctx)
 		if err != nil || id != uint64(i+1) {
@@ -29,8 +30,8 @@ func TestProducerBatchesAndReturnsIDsAfterCommit(t *testing.T) {
 		}
 	}
 	st, err := c.Stats(ctx, "p")
-	if err != nil || st.EnqueuedTotal != 20 {
-		t.Fatalf("stats before Flush = %+v, %v; want 20 stored", st, err)
+	if err != nil || st.EnqueuedTotal < 20 {
+		t.Fatalf("stats after 20 results = %+v, %v; want at least 20 stored", st, err)
 	}
 	p.Close()
 	for i := 20; i < 25; i++ {
