@@ -25,7 +25,9 @@
 // (Dequeue, DequeueBatch) or leases (Lease, LeaseBatch) is never retried
 // once the request was sent: a lost response would lose a message (a popped
 // one for good; a leased one until its lease ends). Purge, Delete, Redrive
-// and Nack are retried only on 429/503 answers, which did nothing.
+// and Nack are retried only on 429/503 answers, which did nothing. An Ack
+// retried after a lost answer can return ErrLeaseExpired although its first
+// attempt acked the message.
 //
 // Producer batches Send calls into batch POSTs (by count, bytes and a
 // linger time); Consumer runs a handler over leased messages with a given

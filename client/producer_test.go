@@ -184,3 +184,37 @@ func TestConsumerGracefulStop(t *testing.T) {
 		t.Fatalf("after stop: %+v, %v; want 2 acked, 2 left, none in flight", st, err)
 	}
 }
+
+// TestConsumerExtendsLongHandlers: a handler running past its lease keeps
+// the message (the lease is extended) and its ack succeeds.
+func TestConsumerExtendsLongHandlers(t *testing.T) {
+	base := startServer(t, nil)
+	c := client.New(base)
+	ctx := context.Background()
+	if _, err := c.Enqueue(ctx, "slow", []byte("x"), client.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var calls atomic.Int32
+	cs := client.NewConsumer(c, "slow", client.ConsumerOptions{Concurrency: 2, Lease: 2 * time.Second, Wait: time.Second})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- cs.Run(runCtx, func(_ context.Context, m client.Message) error {
+			if calls.Add(1) == 1 {
+				time.Sleep(3500 * time.Millisecond) // past the 2 s lease
+				cancel()
+			}
+			return nil
+		})
+	}()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler called %d times, want 1 (the lease was not extended)", n)
+	}
+	st, err := c.Stats(ctx, "slow")
+	if err != nil || st.Depth != 0 || st.InFlight != 0 {
+		t.Fatalf("stats = %+v, %v; want the message acked", st, err)
+	}
+}
