@@ -44,6 +44,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printUsage(stdout)
 		return 0
 	}
+	if cliCommands[args[0]] {
+		return runCLI(args[0], args[1:], cliEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv})
+	}
 	if strings.HasPrefix(args[0], "-") { // plain `mqueue --flags` means serve
 		return runServe(args, stdout, stderr)
 	}
@@ -61,5 +64,5 @@ func printUsage(w io.Writer) {
   mqueue [serve] [flags]   serve the HTTP API (see: mqueue serve --help)
   mqueue dump [flags]      inspect segment files offline (see: mqueue dump --help)
   mqueue version           print the version
-`)
+`+cliUsage)
 }
