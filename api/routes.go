@@ -36,6 +36,7 @@ func (s *Server) routes() *gin.Engine {
 	r.HEAD("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
 	r.HEAD("/readyz", s.readyz)
+	r.GET("/openapi.yaml", s.openAPI) // api/openapi.go
 
 	prom := gin.WrapH(promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
