@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -216,7 +218,7 @@ func waitSegmentsPast(t *testing.T, qdir string, id uint64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		bases, _ := segment.List(qdir)
+		bases := liveSegments(t, qdir)
 		if len(bases) > 0 && bases[0] > id {
 			return
 		}
@@ -225,4 +227,24 @@ func waitSegmentsPast(t *testing.T, qdir string, id uint64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// liveSegments lists the segments of a queue directory that a running
+// engine owns, read only: segment.List would also finish the deletion or
+// creation of a segment under way (its .deleting and .creating
+// directories), racing the engine's commit loop.
+func liveSegments(t *testing.T, qdir string) []uint64 {
+	t.Helper()
+	ents, err := os.ReadDir(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bases []uint64
+	for _, ent := range ents {
+		if base, err := strconv.ParseUint(ent.Name(), 10, 64); err == nil && ent.IsDir() && ent.Name() == segment.Name(base) {
+			bases = append(bases, base)
+		}
+	}
+	slices.Sort(bases)
+	return bases
 }
