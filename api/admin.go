@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,12 +39,9 @@ func (s *Server) listQueues(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit := uint64(MaxListQueues)
-	if q.Has("limit") {
-		if limit, ok = uintParam(q, "limit", MaxListQueues); !ok || limit == 0 {
-			abortError(c, http.StatusBadRequest, CodeInvalidLimit, fmt.Sprintf("limit must be an integer in 1..%d", MaxListQueues))
-			return
-		}
+	limit, ok := countParam(c, q, "limit", MaxListQueues, MaxListQueues, CodeInvalidLimit)
+	if !ok {
+		return
 	}
 	after := q.Get("after")
 	if q.Has("after") && !engine.ValidQueueName(after) {
@@ -115,12 +111,9 @@ func (s *Server) peekQueue(c *gin.Context) {
 	if !ok {
 		return
 	}
-	max := uint64(DefaultPeek)
-	if q.Has("max") {
-		if max, ok = uintParam(q, "max", MaxPeek); !ok || max == 0 {
-			abortError(c, http.StatusBadRequest, CodeInvalidMax, fmt.Sprintf("max must be an integer in 1..%d", MaxPeek))
-			return
-		}
+	max, ok := countParam(c, q, "max", DefaultPeek, MaxPeek, CodeInvalidMax)
+	if !ok {
+		return
 	}
 	from, ok := uintParam(q, "from", 1<<63)
 	if !ok || (q.Has("from") && from == 0) {
@@ -156,9 +149,8 @@ func (s *Server) redrive(c *gin.Context) {
 		s.engineError(c, "redrive", name, engine.ErrNotDLQ)
 		return
 	}
-	max, ok := uintParam(q, "max", MaxRedrive)
-	if !ok || (q.Has("max") && max == 0) {
-		abortError(c, http.StatusBadRequest, CodeInvalidMax, fmt.Sprintf("max must be an integer in 1..%d", MaxRedrive))
+	max, ok := countParam(c, q, "max", 0, MaxRedrive, CodeInvalidMax) // 0: all
+	if !ok {
 		return
 	}
 	n, err := s.eng.Load().Redrive(c.Request.Context(), name, int(max))

@@ -232,12 +232,9 @@ func (s *Server) dequeueBatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	max := uint64(1)
-	if q.Has("max") {
-		if max, ok = uintParam(q, "max", MaxBatchMessages); !ok || max == 0 {
-			abortError(c, http.StatusBadRequest, CodeInvalidMax, fmt.Sprintf("max must be an integer in 1..%d", MaxBatchMessages))
-			return
-		}
+	max, ok := countParam(c, q, "max", 1, MaxBatchMessages, CodeInvalidMax)
+	if !ok {
+		return
 	}
 	wait, ok := waitParam(c, q)
 	if !ok {

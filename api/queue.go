@@ -102,6 +102,20 @@ func uintParam(q url.Values, key string, max uint64) (uint64, bool) {
 	return n, true
 }
 
+// countParam parses an optional count in 1..max (def when absent), or
+// answers 400 with code.
+func countParam(c *gin.Context, q url.Values, key string, def, max uint64, code string) (uint64, bool) {
+	n, ok := uintParam(q, key, max)
+	if !ok || (q.Has(key) && n == 0) {
+		abortError(c, http.StatusBadRequest, code, fmt.Sprintf("%s must be an integer in 1..%d", key, max))
+		return 0, false
+	}
+	if !q.Has(key) {
+		n = def
+	}
+	return n, true
+}
+
 // syncParam parses ?sync, or answers 400 INVALID_SYNC.
 func syncParam(c *gin.Context, q url.Values) (sync, ok bool) {
 	if sync, ok = boolParam(q, "sync"); !ok {
