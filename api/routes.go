@@ -52,6 +52,11 @@ func (s *Server) routes() *gin.Engine {
 		r.GET("/ui/*file", s.console)
 	}
 
+	if s.sqs != nil {
+		r.POST("/", s.gate, s.sqsRequest)                // api/sqsroute.go
+		r.POST("/:account/:queue", s.gate, s.sqsRequest) // query-protocol clients post to the queue URL
+	}
+
 	api := r.Group("/api", s.gate)
 	if s.cfg.AuthToken != "" {
 		api.Use(s.auth)

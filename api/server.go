@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/netutil"
 
+	"github.com/mqueue/mqueue/api/sqs"
 	"github.com/mqueue/mqueue/engine"
 	"github.com/mqueue/mqueue/metrics"
 )
@@ -97,6 +98,9 @@ type Config struct {
 	// request ends; a request that would pass the cap is answered 503
 	// OVERLOADED.
 	MaxInflightBytes int64
+	// SQS, when set, serves the SQS-compatible API (api/sqs) on POST / and
+	// POST /{account}/{queue} of the same listener.
+	SQS *sqs.Config
 	// DisableUI turns the web console at /ui off (404 there).
 	DisableUI bool
 	// Logger receives the server's logs (default slog.Default()).
@@ -113,6 +117,7 @@ type Server struct {
 	httpm   *metrics.HTTP
 	tlsConf *tls.Config
 	router  *gin.Engine
+	sqs     *sqs.Service // nil when Config.SQS is
 	// tokenSum is the SHA-256 of AuthToken, so that the constant-time
 	// comparison does not leak the token's length either.
 	tokenSum [sha256.Size]byte
@@ -163,6 +168,16 @@ func New(cfg Config, eng *engine.Engine, gather prometheus.Gatherer, httpMetrics
 	s.pollCtx, s.stopPolls = context.WithCancel(context.Background())
 	if eng != nil {
 		s.eng.Store(eng)
+	}
+	if cfg.SQS != nil {
+		sc := *cfg.SQS
+		if sc.MaxMessageBytes == 0 {
+			sc.MaxMessageBytes = cfg.MaxMessageBytes
+		}
+		if sc.Logger == nil {
+			sc.Logger = cfg.Logger
+		}
+		s.sqs = sqs.New(sc, s.eng.Load)
 	}
 	s.router = s.routes()
 	return s, nil

@@ -143,6 +143,7 @@ func (e *Engine) DeleteQueue(name string) error {
 	if !ValidQueueName(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidQueueName, name)
 	}
+	defer e.metas.drop(name) // once the deletion is done (meta.go)
 	// A placeholder in e.opening holds the name for the whole deletion, as
 	// an opening does (lifecycle.go): nothing reopens or creates the
 	// directory meanwhile; callers wait on it and then look again.

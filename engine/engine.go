@@ -45,6 +45,7 @@ type Engine struct {
 
 	receipts *receiptCodec // signs receipts with a key of this run (receipt.go)
 	leaseSeq atomic.Uint64 // the last lease's receipt sequence, across queues
+	metas    metaCache     // the queues' meta blobs (meta.go)
 }
 
 // lockName starts with a dot so that no valid queue name can collide with it.

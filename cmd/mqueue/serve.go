@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqueue/mqueue/api"
+	"github.com/mqueue/mqueue/api/sqs"
 	"github.com/mqueue/mqueue/engine"
 	"github.com/mqueue/mqueue/metrics"
 )
@@ -60,6 +62,11 @@ type serveConfig struct {
 	dedupWindow       time.Duration
 	maxConnections    int
 	maxInflightBytes  int64
+	sqs               bool
+	sqsPublicURL      string
+	sqsAccount        string
+	sqsRegion         string
+	sqsCredentials    string
 
 	// warnings are logged once the logger exists.
 	warnings []string
@@ -134,6 +141,11 @@ func newServeFlags(cfg *serveConfig, raw *rawFlags) *flag.FlagSet {
 	fs.DurationVar(&cfg.dedupWindow, "dedup-window", 5*time.Minute, "how long an Idempotency-Key is remembered (at least 1s); a repeat within it answers 200 with the original id")
 	fs.IntVar(&cfg.maxConnections, "max-connections", api.DefaultMaxConnections, "cap on the `connections` served at once, 0 = no cap; more wait to be accepted")
 	fs.Int64Var(&cfg.maxInflightBytes, "max-inflight-bytes", api.DefaultMaxInflightBytes, "cap on the request body `bytes` held across all requests, 0 = no cap (503 OVERLOADED above); at least the largest message and 10 MiB")
+	fs.BoolVar(&cfg.sqs, "sqs", true, "serve the SQS-compatible API (AWS JSON 1.0 and query protocols) on POST / of the listener")
+	fs.StringVar(&cfg.sqsPublicURL, "sqs-public-url", "", "base `URL` of SQS queue URLs (e.g. https://mq.example.com); empty = the scheme and Host of each request")
+	fs.StringVar(&cfg.sqsAccount, "sqs-account", sqs.DefaultAccount, "account `id` in SQS queue URLs and ARNs (12 digits)")
+	fs.StringVar(&cfg.sqsRegion, "sqs-region", sqs.DefaultRegion, "`region` in SQS queue ARNs")
+	fs.StringVar(&cfg.sqsCredentials, "sqs-credentials", "", "`file` of SQS access keys, one \"ACCESS_KEY_ID SECRET_ACCESS_KEY\" per line: SigV4 signatures are then verified; empty = accepted unverified (refused altogether with --auth-token)")
 	return fs
 }
 
@@ -216,6 +228,18 @@ func (cfg *serveConfig) check(raw rawFlags) error {
 	}
 	if cfg.metricsAuth && cfg.authToken == "" {
 		return errors.New("--metrics-auth needs --auth-token")
+	}
+	if !validAccount(cfg.sqsAccount) {
+		return fmt.Errorf("invalid --sqs-account %q: want 12 digits", cfg.sqsAccount)
+	}
+	if cfg.sqsRegion == "" || strings.ContainsAny(cfg.sqsRegion, ":/ ") {
+		return fmt.Errorf("invalid --sqs-region %q", cfg.sqsRegion)
+	}
+	if cfg.sqsPublicURL != "" {
+		u, err := url.Parse(cfg.sqsPublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return fmt.Errorf("invalid --sqs-public-url %q: want http(s)://host[:port][/path]", cfg.sqsPublicURL)
+		}
 	}
 	if cfg.readHeaderTimeout > api.MaxReadHeaderTimeout {
 		cfg.warnings = append(cfg.warnings, fmt.Sprintf("--read-header-timeout %v lowered to the maximum, %v",
@@ -346,6 +370,10 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	engMetrics := metrics.NewEngine(reg)
+	sqsConfig, err := newSQSConfig(cfg, log)
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		AuthToken:         cfg.authToken,
 		MetricsAuth:       cfg.metricsAuth,
@@ -357,6 +385,7 @@ func serve(ctx context.Context, cfg *serveConfig, log *slog.Logger) error {
 		MaxConnections:    noLimit(cfg.maxConnections),
 		MaxInflightBytes:  noLimit(cfg.maxInflightBytes),
 		DisableUI:         !cfg.ui,
+		SQS:               sqsConfig,
 		Logger:            log,
 	}, nil, reg, metrics.NewHTTP(reg))
 	if err != nil {

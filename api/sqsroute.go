@@ -1,0 +1,57 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/mqueue/mqueue/api/sqs"
+)
+
+// sqsBodySlack is what an SQS request body may hold beyond its messages:
+// the JSON or form around them, attributes, receipt handles.
+const sqsBodySlack = 64 << 10
+
+// sqsRequest serves the SQS API (api/sqs) on POST / and POST
+// /{account}/{queue} (where query-protocol clients post): the body is read
+// as every request body is (bounded, in the in-flight budget), then handed
+// over. The native bearer token does not apply here: the SQS API has its
+// own auth (SigV4, or refused altogether, see Config.SQS).
+func (s *Server) sqsRequest(c *gin.Context) {
+	r := c.Request
+	if !sqs.IsSQSRequest(r) {
+		abortError(c, http.StatusNotFound, CodeNotFound, "no such route (SQS requests need X-Amz-Target: AmazonSQS.<Action> or a form-encoded Action)")
+		return
+	}
+	// A message may grow three-fold in a form (percent-encoding) and a
+	// batch holds up to MaxMessageBytes of them.
+	limit := 4*s.cfg.MaxMessageBytes + sqsBodySlack
+	if r.ContentLength > limit {
+		c.Header("Connection", "close")
+		s.sqs.Reject(c.Writer, r, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "the request body is over the server's limit")
+		c.Abort()
+		return
+	}
+	var b chunks
+	outcome, err := b.read(s, r.Body, r.ContentLength, limit)
+	defer func() { s.release(b.held) }()
+	if outcome != readDone {
+		b.free()
+		c.Header("Connection", "close")
+		switch outcome {
+		case readOverLimit:
+			s.sqs.Reject(c.Writer, r, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "the request body is over the server's limit")
+		case readOverloaded:
+			c.Header("Retry-After", retryAfter)
+			s.sqs.Reject(c.Writer, r, http.StatusServiceUnavailable, "ServiceUnavailable", "the server is receiving as many request bytes as it may hold; retry shortly")
+		default:
+			s.log.Debug("reading SQS request body", "err", err)
+			s.sqs.Reject(c.Writer, r, http.StatusBadRequest, "InvalidRequest", "the request body could not be read to its end")
+		}
+		c.Abort()
+		return
+	}
+	body := b.bytes()
+	b.free()
+	s.sqs.Handle(s.pollCtx, c.Writer, r, body)
+}
