@@ -26,6 +26,15 @@ func (s *Server) routes() *gin.Engine {
 
 	r.Use(s.observe, s.recoverPanic)
 	r.NoRoute(func(c *gin.Context) {
+		// The SQS API (api/sqsroute.go) answers POST / and POST
+		// /{account}/{queue}, where query-protocol clients post; it is
+		// not a route so that every other method and path keeps its 404.
+		if s.sqs != nil && isSQSPath(c.Request) {
+			if s.gate(c); !c.IsAborted() {
+				s.sqsRequest(c)
+			}
+			return
+		}
 		abortError(c, http.StatusNotFound, CodeNotFound, "no such route")
 	})
 	r.NoMethod(func(c *gin.Context) {
@@ -50,11 +59,6 @@ func (s *Server) routes() *gin.Engine {
 	if !s.cfg.DisableUI {
 		r.GET("/ui", s.console)
 		r.GET("/ui/*file", s.console)
-	}
-
-	if s.sqs != nil {
-		r.POST("/", s.gate, s.sqsRequest)                // api/sqsroute.go
-		r.POST("/:account/:queue", s.gate, s.sqsRequest) // query-protocol clients post to the queue URL
 	}
 
 	api := r.Group("/api", s.gate)

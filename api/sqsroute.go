@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -11,6 +12,19 @@ import (
 // sqsBodySlack is what an SQS request body may hold beyond its messages:
 // the JSON or form around them, attributes, receipt handles.
 const sqsBodySlack = 64 << 10
+
+// isSQSPath reports whether r is a POST to / or /{account}/{queue}.
+func isSQSPath(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	p := r.URL.Path
+	if p == "/" {
+		return true
+	}
+	account, queue, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	return ok && account != "" && queue != "" && !strings.Contains(queue, "/") && p[0] == '/'
+}
 
 // sqsRequest serves the SQS API (api/sqs) on POST / and POST
 // /{account}/{queue} (where query-protocol clients post): the body is read

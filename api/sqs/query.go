@@ -25,7 +25,7 @@ var requestSeq atomic.Uint64
 // requestID is a fresh RequestId, UUID-shaped.
 func requestID() string {
 	n := requestSeq.Add(1)
-	return "00000000-0000-4000-8000-" + strconv.FormatUint(n|1<<44, 16)[1:]
+	return "00000000-0000-4000-8000-" + strconv.FormatUint(n%(1<<48)|1<<48, 16)[1:]
 }
 
 // serveQuery answers a query-protocol request.
@@ -74,8 +74,9 @@ func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
 	b.WriteString("<" + action + `Response xmlns="` + xmlNS + `">`)
-	if res := xmlResult(out); res != "" {
-		b.WriteString("<" + action + "Result>" + res + "</" + action + "Result>")
+	if _, none := out.(struct{}); !none {
+		// Even an empty result is wrapped: botocore looks for the element.
+		b.WriteString("<" + action + "Result>" + xmlResult(out) + "</" + action + "Result>")
 	}
 	b.WriteString("<ResponseMetadata><RequestId>" + requestID() + "</RequestId></ResponseMetadata>")
 	b.WriteString("</" + action + "Response>")
