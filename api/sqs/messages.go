@@ -237,7 +237,7 @@ func (s *Service) sendMessageBatch(rq *request, name string, in *sendMessageBatc
 
 // receivedMessage is one message of ReceiveMessage's output.
 type receivedMessage struct {
-	MessageId              string                      //nolint:revive
+	MessageId              string //nolint:revive
 	ReceiptHandle          string
 	MD5OfBody              string
 	Body                   string
