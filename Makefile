@@ -57,7 +57,7 @@ fuzz:
 # docs/PERFORMANCE.md has the figures and how to read them.
 bench:
 	@mkdir -p bin
-	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/ ./api/ ./cmd/mqueue-ceiling/ > bin/gobench.txt 2>&1; \
+	$(GO) test -run '^$$' -bench . -benchmem ./segment/ ./engine/ ./api/ ./api/sqs/ ./cmd/mqueue-ceiling/ > bin/gobench.txt 2>&1; \
 		rc=$$?; cat bin/gobench.txt; exit $$rc
 	$(GO) run ./cmd/mqueue-bench -gobench bin/gobench.txt -out bin/bench.md $(BENCHFLAGS)
 

@@ -36,7 +36,7 @@ const (
 // testServer is a real api.Server with the SQS API on 127.0.0.1:0 over a
 // real engine in a temporary directory.
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	dir  string
 	eng  *engine.Engine
@@ -53,7 +53,7 @@ type serverOpts struct {
 
 type lockedWriter struct {
 	mu   sync.Mutex
-	t    *testing.T
+	t    testing.TB
 	done bool
 }
 
@@ -66,7 +66,7 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func startServer(t *testing.T, o serverOpts) *testServer {
+func startServer(t testing.TB, o serverOpts) *testServer {
 	t.Helper()
 	lw := &lockedWriter{t: t}
 	t.Cleanup(func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() })

@@ -3,6 +3,7 @@ package sqs
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,10 +113,18 @@ func (s *Service) parseRedrive(v string) (dlq string, max int, e *Error) {
 
 // meta loads the SQS meta of queue name, with defaults for a queue made
 // through the native API; ErrQueueNotFound when there is no such queue.
+// The result is shared and must not be modified (setQueueAttributes
+// copies it). The engine caches the blob; the parsed form is cached here
+// for as long as the engine hands out the same blob.
 func (s *Service) meta(eng *engine.Engine, name string) (*queueMeta, *Error) {
 	b, err := eng.QueueMeta(name)
 	if err != nil {
 		return nil, s.engineErr("read queue attributes", name, err)
+	}
+	if c, ok := s.metas.Load(name); ok {
+		if c := c.(*parsedMeta); sameBytes(c.raw, b) {
+			return c.m, nil
+		}
 	}
 	m := &queueMeta{Attrs: map[string]string{}}
 	if b != nil {
@@ -129,7 +138,23 @@ func (s *Service) meta(eng *engine.Engine, name string) (*queueMeta, *Error) {
 			m.Attrs[k] = v
 		}
 	}
+	s.metas.Store(name, &parsedMeta{raw: b, m: m})
 	return m, nil
+}
+
+// parsedMeta is a meta blob and its parsed form.
+type parsedMeta struct {
+	raw []byte
+	m   *queueMeta
+}
+
+// sameBytes reports whether a and b are the same slice (not merely equal
+// bytes): the engine hands out the same slice until the blob changes.
+func sameBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return len(a) == 0 || &a[0] == &b[0]
 }
 
 // attrInt is the integer attribute k of m.
@@ -294,10 +319,11 @@ func (s *Service) setQueueAttributes(eng *engine.Engine, name string, attrs map[
 	if err := s.checkAttrs(attrs); err != nil {
 		return nil, err
 	}
-	m, aerr := s.meta(eng, name)
+	shared, aerr := s.meta(eng, name)
 	if aerr != nil {
 		return nil, aerr
 	}
+	m := &queueMeta{Created: shared.Created, Attrs: maps.Clone(shared.Attrs)}
 	keys := make([]string, 0, len(attrs))
 	for k := range attrs {
 		keys = append(keys, k)
@@ -322,6 +348,7 @@ func (s *Service) deleteQueue(eng *engine.Engine, name string) (any, *Error) {
 	if err := eng.DeleteQueue(name); err != nil {
 		return nil, s.engineErr("delete queue", name, err)
 	}
+	s.metas.Delete(name)
 	return struct{}{}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mqueue/mqueue/engine"
@@ -58,6 +59,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	eng func() *engine.Engine
+	// metas caches parsed queue attributes: name → *parsedMeta (queues.go).
+	metas sync.Map
 }
 
 // New builds a Service over the engine eng returns (called per request; it

@@ -71,7 +71,7 @@ func runGoBench(w io.Writer, benchtime string) ([]goBench, error) {
 	if benchtime != "" {
 		args = append(args, "-benchtime", benchtime)
 	}
-	args = append(args, "./segment/", "./engine/", "./api/", "./cmd/mqueue-ceiling/")
+	args = append(args, "./segment/", "./engine/", "./api/", "./api/sqs/", "./cmd/mqueue-ceiling/")
 	cmd := exec.Command("go", args...)
 	var buf bytes.Buffer
 	cmd.Stdout = io.MultiWriter(w, &buf)
@@ -124,7 +124,11 @@ func (b goBench) msgsPerSec() float64 {
 func goBenchRows(bs []goBench) []row {
 	raw := map[string]float64{}
 	ceil := map[string]float64{}
+	native := 0.0 // api/sqs's Sends/native-post, the base of its Sends/* ratios
 	for _, b := range bs {
+		if b.Pkg == "sqs" && b.Name == "Sends/native-post" {
+			native = b.msgsPerSec()
+		}
 		if strings.HasPrefix(b.Name, "RawWriteFsync/") {
 			raw[strings.TrimPrefix(b.Name, "RawWriteFsync/")] = b.msgsPerSec()
 		}
@@ -149,6 +153,10 @@ func goBenchRows(bs []goBench) []row {
 		if h, ok := strings.CutPrefix(b.Name, "Handler"); ok && ceil[h] > 0 {
 			r.ratio = r.rate / ceil[h]
 			r.notes = append(r.notes, "ratio vs the ceiling's handler")
+		}
+		if b.Pkg == "sqs" && strings.HasPrefix(b.Name, "Sends/") && b.Name != "Sends/native-post" && native > 0 {
+			r.ratio = r.rate / native
+			r.notes = append(r.notes, "ratio vs Sends/native-post, same run and server")
 		}
 		if ns, ok := b.Metrics["ns/op"]; ok {
 			r.notes = append(r.notes, fmt.Sprintf("%s/op", fmtNs(ns)))
