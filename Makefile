@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(or $(FUZZTIME),40000x) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(or $(FUZZTIME),20000x) ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(or $(FUZZTIME),20000x) ./api/
+	$(GO) test -run '^$$' -fuzz '^FuzzSQS$$' -fuzztime $(or $(FUZZTIME),30000x) ./api/sqs/
 
 # The micro-benchmarks (segment, engine, api, the ceiling's handler), then the load benchmark:
 # wrk against mqueue in each fsync mode and against the bare-Gin ceiling,
