@@ -625,8 +625,8 @@ func (e *Engine) redriveChunk(dq *queue, src string, msgs []Message) (int, error
 // key. The key names the DLQ message by queue, id and enqueue time, not id
 // alone, so that the ids of a DLQ deleted and created again (which start
 // at 1) are not taken for those already moved.
-func redriveRecords(dlq string, msgs []Message, now time.Time) []segment.Record {
-	recs := make([]segment.Record, 0, len(msgs))
+func redriveRecords(dlq string, msgs []Message, now time.Time) []keyedRecord {
+	recs := make([]keyedRecord, 0, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
 		var ttl time.Duration
@@ -636,7 +636,7 @@ func redriveRecords(dlq string, msgs []Message, now time.Time) []segment.Record 
 			}
 		}
 		key := []byte(internalKey("redrive", dlq, strconv.FormatUint(m.ID, 10), strconv.FormatInt(m.EnqueuedAt.UnixMilli(), 10)))
-		recs = append(recs, segment.Record{ExpiresAt: ttlMs(ttl), Key: key, Payload: m.Body})
+		recs = append(recs, keyedRecord{rec: segment.Record{Key: key, Payload: m.Body}, ttl: ttlMs(ttl)})
 	}
 	return recs
 }
@@ -649,9 +649,8 @@ func (q *queue) wasDeleted() bool { return q.deleted.Load() }
 // refuses such keys from clients, so none can collide with it or forge
 // it). A record whose key the queue already holds within DedupWindow is
 // not stored again. The records share one group commit but are not a
-// batch: a crash may keep some of them, each whole. rec.ExpiresAt holds the
-// TTL in ms (ttlMs), as a pending record does until its commit.
-func (e *Engine) enqueueKeyed(name string, recs []segment.Record) error {
+// batch: a crash may keep some of them, each whole.
+func (e *Engine) enqueueKeyed(name string, recs []keyedRecord) error {
 	for {
 		q, err := e.queue(name, true)
 		if err != nil {
@@ -664,10 +663,17 @@ func (e *Engine) enqueueKeyed(name string, recs []segment.Record) error {
 	}
 }
 
-func (q *queue) enqueueKeyed(recs []segment.Record) error {
+// keyedRecord is a record of enqueueKeyed, with its TTL in ms from its
+// commit (ttlMs).
+type keyedRecord struct {
+	rec segment.Record
+	ttl int64
+}
+
+func (q *queue) enqueueKeyed(recs []keyedRecord) error {
 	var size int64
 	for i := range recs {
-		size += recordSize(recs[i].Payload) + int64(1+len(recs[i].Key))
+		size += frameSize(len(recs[i].rec.Payload), len(recs[i].rec.Key), false)
 	}
 	q.mu.Lock()
 	if q.closing {
@@ -681,7 +687,7 @@ func (q *queue) enqueueKeyed(recs []segment.Record) error {
 	var b *batch
 	fresh := 0
 	for i := range recs {
-		if k, ok := q.keyedLocked(string(recs[i].Key)); ok {
+		if k, ok := q.keyedLocked(string(recs[i].rec.Key)); ok {
 			dups = append(dups, k)
 			continue
 		}
@@ -695,8 +701,9 @@ func (q *queue) enqueueKeyed(recs []segment.Record) error {
 		}
 		b = q.pend
 		for i := range recs[:fresh] {
-			q.keys[string(recs[i].Key)] = keyEntry{b: b, i: len(b.recs), n: 1}
-			b.recs = append(b.recs, recs[i])
+			q.keys[string(recs[i].rec.Key)] = keyEntry{b: b, i: len(b.recs), n: 1}
+			b.recs = append(b.recs, recs[i].rec)
+			b.after = append(b.after, relTimes{ttl: recs[i].ttl})
 		}
 		b.keyed = true
 		b.bytes += size

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,4 +248,37 @@ func liveSegments(t *testing.T, qdir string) []uint64 {
 	}
 	slices.Sort(bases)
 	return bases
+}
+
+// A key over the format's limit is refused, not stored: the record stores
+// the key's length in one byte and reads back at most MaxKeyLen, so keys
+// of 129 and 256 bytes were once accepted and then lost at a reopen.
+func TestKeyOverTheLimitRefused(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	for _, n := range []int{MaxKeyLen + 1, 256, 1000} {
+		key := strings.Repeat("k", n)
+		if _, err := e.Enqueue(context.Background(), "q", []byte("x"), EnqueueOptions{Key: key}); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("Enqueue with a %d-byte key: %v, want ErrInvalidKey", n, err)
+		}
+		if _, _, err := e.EnqueueBatch(context.Background(), "q", []BatchMessage{{Body: []byte("x")}}, BatchOptions{Key: key}); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("EnqueueBatch with a %d-byte key: %v, want ErrInvalidKey", n, err)
+		}
+	}
+	max := strings.Repeat("m", MaxKeyLen)
+	id, err := e.Enqueue(context.Background(), "q", []byte("kept"), EnqueueOptions{Key: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openT(t, Options{Dir: dir})
+	m, ok, err := e.Dequeue(context.Background(), "q", 0)
+	if err != nil || !ok || m.ID != id || string(m.Body) != "kept" {
+		t.Fatalf("after a reopen: %+v %v %v, want id %d", m, ok, err, id)
+	}
+	if _, err := e.Enqueue(context.Background(), "q", []byte("again"), EnqueueOptions{Key: max}); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the %d-byte key after a reopen: %v, want ErrDuplicate", MaxKeyLen, err)
+	}
 }

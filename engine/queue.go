@@ -19,7 +19,11 @@ import (
 // batch is one group commit: the records that one write (and at most one
 // fsync) stores, and the channel that wakes all their producers at once.
 type batch struct {
-	recs  []segment.Record
+	recs []segment.Record
+	// after holds each record's TTL and delay relative to its commit,
+	// which stamps the enqueue time and turns them into the records'
+	// ExpiresAt and VisibleAt (commitBatch).
+	after []relTimes
 	bytes int64
 	sync  bool // some producer asked for ?sync=1
 	keyed bool // some record has an idempotency key
@@ -85,6 +89,7 @@ type queue struct {
 	dirty        bool             // written since the last fsync (interval mode)
 	cursorRetry  bool             // a cursor write failed: write the position again
 	spare        []segment.Record // a committed batch's slice, reused by the next
+	spareAfter   []relTimes       // its after slice, likewise
 	next         *batch           // the next pending batch, made before it is needed
 	wake         chan struct{}
 	stopped      chan struct{}
@@ -286,16 +291,13 @@ func (q *queue) reportScan(res *segment.ScanResult) {
 
 // enqueue adds one message to the pending batch and waits for its commit.
 func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
-	// The commit loop stamps the enqueue time, once per batch; until then
-	// ExpiresAt holds the TTL in milliseconds (see commitBatch).
-	rec := segment.Record{ExpiresAt: ttlMs(opts.TTL), VisibleAt: ttlMs(opts.Delay), Payload: body}
-	size := recordSize(body)
-	if rec.VisibleAt != 0 {
-		size += 8
-	}
+	// The commit loop stamps the enqueue time, once per batch, and the
+	// expiry and visibility from it (see commitBatch).
+	rec := segment.Record{Payload: body}
+	after := relTimes{ttl: ttlMs(opts.TTL), delay: ttlMs(opts.Delay)}
+	size := frameSize(len(body), len(opts.Key), after.delay != 0)
 	if opts.Key != "" {
 		rec.Key = []byte(opts.Key)
-		size += int64(1 + len(opts.Key))
 	}
 	q.mu.Lock()
 	if opts.Key != "" {
@@ -314,6 +316,7 @@ func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	b := q.pend
 	i := len(b.recs)
 	b.recs = append(b.recs, rec)
+	b.after = append(b.after, after)
 	b.bytes += size
 	b.sync = b.sync || opts.Sync
 	if opts.Key != "" {
@@ -331,11 +334,15 @@ func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 	return b.first + uint64(i), nil
 }
 
-// recordSize is the bytes a message takes in a segment.
-func recordSize(body []byte) int64 { return int64(segment.HeaderSize + len(body) + 5) }
+// frameSize is the bytes a record takes in a segment (segment.FrameSize).
+func frameSize(body, key int, delayed bool) int64 { return int64(segment.FrameSize(body, key, delayed)) }
 
-// ttlMs is the TTL as the pending batch holds it until the commit loop
-// stamps the enqueue time: milliseconds, at least 1, or 0 for none.
+// relTimes are a pending record's TTL and delay in milliseconds from its
+// commit (ttlMs; 0 for none).
+type relTimes struct{ ttl, delay int64 }
+
+// ttlMs is a TTL or delay as relTimes holds it: milliseconds, at least 1,
+// or 0 for none.
 func ttlMs(ttl time.Duration) int64 {
 	if ttl <= 0 {
 		return 0
@@ -364,13 +371,11 @@ func (q *queue) admitLocked(n int, size int64) error {
 func (q *queue) enqueueBatch(msgs []BatchMessage, opts BatchOptions) (uint64, int, error) {
 	var size int64
 	for i := range msgs {
-		size += recordSize(msgs[i].Body)
-		if msgs[i].Delay > 0 {
-			size += 8
+		key := 0
+		if i == len(msgs)-1 {
+			key = len(opts.Key) // the batch's key is on its last record
 		}
-	}
-	if opts.Key != "" {
-		size += int64(1 + len(opts.Key))
+		size += frameSize(len(msgs[i].Body), key, ttlMs(msgs[i].Delay) != 0)
 	}
 	q.mu.Lock()
 	if opts.Key != "" {
@@ -388,7 +393,8 @@ func (q *queue) enqueueBatch(msgs []BatchMessage, opts BatchOptions) (uint64, in
 	for j, m := range msgs {
 		// More on all but the last: a crash that cuts the write short
 		// leaves a partial batch that the next open cuts off whole.
-		b.recs = append(b.recs, segment.Record{ExpiresAt: ttlMs(m.TTL), VisibleAt: ttlMs(m.Delay), More: j < len(msgs)-1, Payload: m.Body})
+		b.recs = append(b.recs, segment.Record{More: j < len(msgs)-1, Payload: m.Body})
+		b.after = append(b.after, relTimes{ttl: ttlMs(m.TTL), delay: ttlMs(m.Delay)})
 	}
 	if opts.Key != "" {
 		// On the last record: its batch is there whole whenever it is.

@@ -113,8 +113,8 @@ func (q *queue) run() {
 func (q *queue) commitPending() {
 	// Allocated before the lock, which producers are queueing on.
 	if q.next == nil {
-		q.next = &batch{done: make(chan struct{}), recs: q.spare}
-		q.spare = nil
+		q.next = &batch{done: make(chan struct{}), recs: q.spare, after: q.spareAfter}
+		q.spare, q.spareAfter = nil, nil
 	}
 	q.mu.Lock()
 	var b *batch
@@ -137,8 +137,8 @@ func (q *queue) commitPending() {
 		// Producers read only first and err once done is closed, so the
 		// record slice can carry the next batch.
 		clear(b.recs)
-		q.spare = b.recs[:0]
-		b.recs = nil
+		q.spare, q.spareAfter = b.recs[:0], b.after[:0]
+		b.recs, b.after = nil, nil
 	}
 	if cb != nil || target != q.persisted || q.cursorRetry {
 		q.commitCursor(target, cb)
@@ -158,11 +158,11 @@ func (q *queue) commitBatch(b *batch) {
 		r := &b.recs[i]
 		r.ID = b.first + uint64(i)
 		r.EnqueuedAt = now
-		if r.ExpiresAt != 0 { // the TTL in ms until now (queue.enqueue)
-			r.ExpiresAt += now
+		if a := b.after[i]; a.ttl != 0 {
+			r.ExpiresAt = now + a.ttl
 		}
-		if r.VisibleAt != 0 { // the delay in ms, likewise
-			r.VisibleAt += now
+		if a := b.after[i]; a.delay != 0 {
+			r.VisibleAt = now + a.delay
 		}
 	}
 	last := b.first + uint64(len(b.recs)) - 1

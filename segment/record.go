@@ -15,6 +15,9 @@ var (
 	// ErrBroken is returned by a Writer whose last write or fsync failed and
 	// that has not been recovered since.
 	ErrBroken = errors.New("segment: writer broken by an earlier write error")
+	// ErrKeyTooLong is returned by Writer.Append for a record whose key is
+	// over MaxKeyLen; nothing is written and the Writer stays usable.
+	ErrKeyTooLong = errors.New("segment: idempotency key too long")
 	// ErrNotFound: no segment with that base in the queue directory.
 	ErrNotFound = errors.New("segment: not found")
 )
@@ -80,15 +83,28 @@ type Record struct {
 }
 
 // EncodedSize is the size of r's entry, without tidwall's length prefix.
-func (r *Record) EncodedSize() int {
-	n := HeaderSize + len(r.Payload)
-	if len(r.Key) > 0 {
-		n += 1 + len(r.Key)
+func (r *Record) EncodedSize() int { return RecordSize(len(r.Payload), len(r.Key), r.VisibleAt != 0) }
+
+// RecordSize is the size of the entry of a record with a payload and a key
+// of these lengths, delayed or not, without tidwall's length prefix: the
+// one place that knows the layout's size.
+func RecordSize(payload, key int, delayed bool) int {
+	n := HeaderSize + payload
+	if key > 0 {
+		n += 1 + key
 	}
-	if r.VisibleAt != 0 {
+	if delayed {
 		n += 8
 	}
 	return n
+}
+
+// FrameSize is RecordSize with tidwall's length prefix: the bytes the
+// record takes in a segment file.
+func FrameSize(payload, key int, delayed bool) int {
+	n := RecordSize(payload, key, delayed)
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], uint64(n)) + n
 }
 
 // AppendRecord appends the encoding of r to dst and returns the result.

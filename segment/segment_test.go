@@ -650,3 +650,61 @@ func TestRepairCutsPartialAtomicBatch(t *testing.T) {
 		t.Fatalf("whole batch: repaired %v, %d records, tail %v, %v", repaired, res.Records, res.Tail, err)
 	}
 }
+
+// Append refuses a key the format cannot hold, writes nothing of that
+// batch, and keeps working.
+func TestAppendRefusesKeyOverMaxKeyLen(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	long := bytes.Repeat([]byte("k"), MaxKeyLen+1)
+	if err := w.Append([]Record{{ID: 1, Payload: []byte("a")}, {ID: 2, Key: long, Payload: []byte("b")}}); !errors.Is(err, ErrKeyTooLong) {
+		t.Fatalf("Append with a %d-byte key: %v, want ErrKeyTooLong", len(long), err)
+	}
+	if w.NextID() != 1 || w.Broken() != nil {
+		t.Fatalf("after the refusal: next id %d, broken %v", w.NextID(), w.Broken())
+	}
+	max := bytes.Repeat([]byte("m"), MaxKeyLen)
+	if err := w.Append([]Record{{ID: 1, Key: max, Payload: []byte("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	good, bad := readAll(t, dir, 1)
+	if len(good) != 1 || len(bad) != 0 || !bytes.Equal(good[0].Key, max) || string(good[0].Payload) != "c" {
+		t.Fatalf("read back %d good %v", len(good), bad)
+	}
+}
+
+// FrameSize is the bytes Append writes for a record.
+func TestFrameSizeIsWhatAppendWrites(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	id := uint64(1)
+	for _, payload := range []int{1, 90, 100, 200, 20000} {
+		for _, key := range []int{0, 1, MaxKeyLen} {
+			for _, delayed := range []bool{false, true} {
+				r := Record{ID: id, Payload: make([]byte, payload), Key: bytes.Repeat([]byte("k"), key)}
+				if delayed {
+					r.VisibleAt = 5
+				}
+				before := w.Summary().Bytes
+				if err := w.Append([]Record{r}); err != nil {
+					t.Fatal(err)
+				}
+				if got, want := w.Summary().Bytes-before, int64(FrameSize(payload, key, delayed)); got != want {
+					t.Fatalf("payload %d key %d delayed %v: wrote %d bytes, FrameSize %d", payload, key, delayed, got, want)
+				}
+				id++
+			}
+		}
+	}
+}

@@ -228,6 +228,12 @@ func (w *Writer) Append(recs []Record) error {
 		if recs[i].ID != next+uint64(i) {
 			return fmt.Errorf("append to segment %020d: record id %d, want %d", w.sum.Base, recs[i].ID, next+uint64(i))
 		}
+		if len(recs[i].Key) > MaxKeyLen {
+			// The format stores the key's length in one byte and reads
+			// back at most MaxKeyLen: a longer one would be stored as a
+			// record that reads back corrupt, losing the message.
+			return fmt.Errorf("append to segment %020d: record id %d: %w: %d bytes, at most %d", w.sum.Base, recs[i].ID, ErrKeyTooLong, len(recs[i].Key), MaxKeyLen)
+		}
 		buf = binary.AppendUvarint(buf, uint64(recs[i].EncodedSize()))
 		buf = AppendRecord(buf, &recs[i])
 	}
