@@ -40,6 +40,7 @@ type Engine struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	closeErr  error // Close's result, for its later calls
 	diskBytes atomic.Int64
 	mem       memBudget // memory tails and held bodies against MaxMemoryBytes (memory.go)
 
@@ -146,10 +147,15 @@ func (e *Engine) queue(name string, create bool) (*queue, error) {
 // Enqueue stores body in queue and returns its id once the batch holding it
 // is written (and fsynced when the mode or opts.Sync says so). The engine
 // keeps body; the caller must not change it afterwards. A key starting with
-// 0x00 is reserved for the engine: ErrReservedKey.
+// 0x00 is reserved for the engine: ErrReservedKey. ctx is checked before
+// the message joins a batch (its error is returned, nothing stored); once
+// it has, Enqueue waits for the commit, so that its outcome is known.
 func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts EnqueueOptions) (uint64, error) {
 	if len(body) == 0 {
 		return 0, ErrEmptyMessage
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	if err := checkKey(ctx, opts.Key); err != nil {
 		return 0, err
@@ -176,10 +182,13 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 // stores nothing and returns the original batch's first id and count with
 // ErrDuplicate. A key starting with 0x00 is reserved for the engine:
 // ErrReservedKey. The engine keeps the bodies; the caller must not change
-// them.
+// them. ctx is checked as by Enqueue.
 func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, opts BatchOptions) (first uint64, n int, err error) {
 	if len(msgs) == 0 {
 		return 0, 0, errors.New("engine: empty batch")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
 	}
 	if err := checkKey(ctx, opts.Key); err != nil {
 		return 0, 0, err
@@ -423,23 +432,35 @@ func (e *Engine) DiskBytes() int64 { return e.diskBytes.Load() }
 
 // Close commits what is pending, fsyncs and closes every queue, and releases
 // the data directory lock. Pending long polls return with no message; later
-// calls fail with ErrClosed. Close is idempotent.
+// calls fail with ErrClosed. It returns the joined errors of the final
+// writes and fsyncs that failed (each queue's are logged too); a queue
+// whose close failed may have lost what was written since its last good
+// fsync only under --fsync interval or never. Close is idempotent: later
+// calls return the first one's result.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		close(e.closing)
 		e.mu.Unlock()
-		e.closeQueues()
+		err := e.closeQueues()
 		e.janitor.Wait()
-		e.lock.Close()
+		if lerr := e.lock.Close(); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("release the lock of %s: %w", e.opts.Dir, lerr))
+		}
+		e.closeErr = err
+		if err != nil {
+			e.opts.Logger.Error("engine closed with errors", "dir", e.opts.Dir, "err", err)
+			return
+		}
 		e.opts.Logger.Info("engine closed", "dir", e.opts.Dir)
 	})
-	return nil
+	return e.closeErr
 }
 
 // closeQueues waits for every queue being opened, then for every commit
-// loop to finish its final commit. e.closing must be closed.
-func (e *Engine) closeQueues() {
+// loop to finish its final commit, and returns their joined close errors.
+// e.closing must be closed.
+func (e *Engine) closeQueues() error {
 	e.mu.RLock()
 	var opening []chan struct{}
 	for _, oc := range e.opening {
@@ -456,7 +477,12 @@ func (e *Engine) closeQueues() {
 		qs = append(qs, q)
 	}
 	e.mu.RUnlock()
+	var errs []error
 	for _, q := range qs {
 		<-q.stopped
+		if q.closeErr != nil {
+			errs = append(errs, q.closeErr)
+		}
 	}
+	return errors.Join(errs...)
 }

@@ -253,7 +253,7 @@ func (q *queue) retireIdle() bool {
 // forgotten).
 func (q *queue) finish() {
 	q.commitPending()
-	q.shutdown()
+	q.closeErr = q.shutdown()
 	var d *dormantQueue
 	if q.keep {
 		d = q.dormant() // before the tail goes: its oldest record is exact

@@ -600,3 +600,34 @@ func TestMaxOpenQueues(t *testing.T) {
 		t.Fatalf("AllStats: %d queues, want %d", len(e.AllStats()), n+1)
 	}
 }
+
+// Close reports the final writes that failed, joined, and says so again
+// when called twice; what was committed before is still there after it.
+func TestCloseReturnsFinalWriteErrors(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	enq(t, e, "q", "kept", EnqueueOptions{})
+	enq(t, e, "r", "fine", EnqueueOptions{})
+	// The final hwm write of q goes through q/hwm.tmp: a directory there
+	// makes it fail.
+	if err := os.Mkdir(filepath.Join(dir, "q", "hwm.tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := e.Close()
+	if err == nil || !strings.Contains(err.Error(), "queue q: final hwm write") || strings.Contains(err.Error(), "queue r") {
+		t.Fatalf("Close = %v, want the final hwm write of q", err)
+	}
+	if again := e.Close(); again == nil || again.Error() != err.Error() {
+		t.Fatalf("second Close = %v, want %v", again, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "q", "hwm.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openT(t, Options{Dir: dir})
+	if m, ok := deq(t, e2, "q"); !ok || string(m.Body) != "kept" {
+		t.Fatalf("after a failed close: %q %v", m.Body, ok)
+	}
+	if err := e2.Close(); err != nil {
+		t.Fatalf("clean Close = %v", err)
+	}
+}

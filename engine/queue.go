@@ -93,6 +93,7 @@ type queue struct {
 	next         *batch           // the next pending batch, made before it is needed
 	wake         chan struct{}
 	stopped      chan struct{}
+	closeErr     error // what the final close failed at; set before stopped is closed
 
 	keys     map[string]keyEntry // idempotency keys (dedup.go), under mu
 	keyOrder []keyRef            // the committed keys by id, for pruning

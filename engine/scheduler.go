@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"time"
 
@@ -99,7 +101,7 @@ func (q *queue) run() {
 				return
 			}
 			q.commitPending() // what was accepted before closing is answered
-			q.shutdown()
+			q.closeErr = q.shutdown()
 			q.releaseMemory() // the tail and held bodies go back to the engine's budget
 			return
 		}
@@ -515,21 +517,31 @@ func (q *queue) backgroundSync() {
 }
 
 // shutdown writes the final cursor and exact hwm, fsyncs and closes files.
-func (q *queue) shutdown() {
+func (q *queue) shutdown() error {
+	var errs []error
+	fail := func(what string, err error) {
+		q.log.Error(what+" failed", "err", err)
+		errs = append(errs, fmt.Errorf("queue %s: %s: %w", q.name, what, err))
+	}
 	if q.readID != q.persisted || q.cursorRetry {
 		q.commitCursor(q.readID, nil)
 	}
+	if q.cursorRetry {
+		fail("final cursor write", errors.New("the cursor could not be written; the next open redelivers from the last one stored"))
+	}
 	if err := q.cursor.sync(); err != nil {
-		q.log.Error("final cursor fsync failed", "err", err)
+		fail("final cursor fsync", err)
 	}
 	if err := q.cursor.close(); err != nil {
-		q.log.Error("close cursor", "err", err)
+		fail("close cursor", err)
 	}
 	if q.leaseFile != nil {
 		if err := q.syncLeaseLog(); err != nil {
-			q.log.Error("final lease log fsync failed", "err", err)
+			fail("final lease log fsync", err)
 		}
-		q.leaseFile.Close()
+		if err := q.leaseFile.Close(); err != nil {
+			fail("close lease log", err)
+		}
 		q.leaseFile = nil
 	}
 	if q.retired.Load() && len(q.held) == 0 && q.leaseRecs > 0 {
@@ -546,9 +558,9 @@ func (q *queue) shutdown() {
 	if q.writer == nil {
 		q.log.Error("no active segment at close; hwm left as reserved")
 	} else if err := q.writer.Close(); err != nil {
-		q.log.Error("final segment fsync failed", "err", err)
+		fail("final segment fsync", err)
 	} else if err := writeHWM(q.dir, q.nextID); err != nil {
-		q.log.Error("final hwm write failed", "err", err)
+		fail("final hwm write", err)
 	}
 	q.countFile() // Close cut the zero-filled space off
 	q.mu.Lock()
@@ -559,4 +571,5 @@ func (q *queue) shutdown() {
 	close(q.notify)
 	q.notify = make(chan struct{})
 	q.mu.Unlock()
+	return errors.Join(errs...)
 }
