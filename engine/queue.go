@@ -336,7 +336,9 @@ func (q *queue) enqueue(body []byte, opts EnqueueOptions) (uint64, error) {
 }
 
 // frameSize is the bytes a record takes in a segment (segment.FrameSize).
-func frameSize(body, key int, delayed bool) int64 { return int64(segment.FrameSize(body, key, delayed)) }
+func frameSize(body, key int, delayed bool) int64 {
+	return int64(segment.FrameSize(body, key, delayed))
+}
 
 // relTimes are a pending record's TTL and delay in milliseconds from its
 // commit (ttlMs; 0 for none).
