@@ -517,7 +517,7 @@ func peekSegment(r *segment.Reader, s segment.Summary, from, to uint64, fn func(
 		rec, err := r.Next()
 		switch {
 		case err == nil:
-		case errors.As(err, &ce) && !ce.Framing:
+		case errors.As(err, &ce) && !ce.Framing():
 			continue
 		case errors.As(err, &ce), errors.Is(err, io.EOF):
 			return true, nil

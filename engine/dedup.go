@@ -175,7 +175,7 @@ func (q *queue) scanKeys(s segment.Summary, now int64) error {
 				q.keys[string(rec.Key)] = keyEntry{id: first, n: int(rec.ID - first + 1), at: rec.EnqueuedAt}
 			}
 			continue
-		case errors.As(err, &ce) && !ce.Framing:
+		case errors.As(err, &ce) && !ce.Framing():
 			continue // reported by the scan at open and by readers
 		case errors.As(err, &ce), errors.Is(err, io.EOF):
 			return nil

@@ -222,7 +222,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 			e.opts.Metrics.IncRepaired()
 			q.log.Warn("repaired torn tail of newest segment", "segment", segment.Name(base),
 				"offset", res.ValidSize, "cut_bytes", res.Cut, "kept_bytes", res.Kept,
-				"reason", res.Tail.Reason, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
+				"kind", res.Tail.Kind.String(), "reason", res.Tail.Err, "kept_in", segment.BrokenPath(dir, base, res.ValidSize))
 			if res.KeepErr != nil {
 				q.log.Error("torn tail cut without a copy", "err", res.KeepErr)
 			}
@@ -286,7 +286,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 // are counted in corrupt_records_total when a read skips them.
 func (q *queue) reportScan(res *segment.ScanResult) {
 	for _, c := range res.Corrupt {
-		q.log.Error("corrupt record in segment; it will be skipped, never served", "segment", segment.Name(c.Segment), "offset", c.Offset, "id", c.ID, "reason", c.Reason)
+		q.log.Error("corrupt record in segment; it will be skipped, never served", "segment", segment.Name(c.Segment), "offset", c.Offset, "id", c.ID, "kind", c.Kind.String(), "reason", c.Err)
 	}
 }
 
@@ -627,9 +627,9 @@ func (q *queue) readDiskLocked() (segment.Record, error) {
 		return rec, nil
 	}
 	var ce *segment.CorruptionError
-	if errors.As(err, &ce) && !ce.Framing {
+	if errors.As(err, &ce) && !ce.Framing() {
 		q.countCorrupt(1)
-		q.log.Error("skipping corrupt record", "segment", segment.Name(ce.Segment), "offset", ce.Offset, "id", ce.ID, "reason", ce.Reason)
+		q.log.Error("skipping corrupt record", "segment", segment.Name(ce.Segment), "offset", ce.Offset, "id", ce.ID, "kind", ce.Kind.String(), "reason", ce.Err)
 		q.readID++
 		q.depth--
 		return segment.Record{}, errNone

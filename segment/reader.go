@@ -16,6 +16,7 @@ import (
 // committed record. A Reader is not safe for concurrent use.
 type Reader struct {
 	f    *os.File
+	dir  string // the queue directory, for errors
 	base uint64
 	buf  []byte // window of the file starting at bufAt
 	at   int64  // file offset of buf[0]
@@ -106,7 +107,12 @@ func OpenReader(queueDir string, base uint64) (*Reader, error) {
 		}
 		return nil, fmt.Errorf("open segment %020d: %w", base, err)
 	}
-	return &Reader{f: f, base: base}, nil
+	return &Reader{f: f, dir: queueDir, base: base}, nil
+}
+
+// corrupt is the CorruptionError of kind at offset at, for record id.
+func (r *Reader) corrupt(kind CorruptionKind, at int64, id uint64, err error) *CorruptionError {
+	return &CorruptionError{Kind: kind, Dir: r.dir, Segment: r.base, Offset: at, ID: id, Err: err}
 }
 
 // Base returns the id of the segment's first record.
@@ -178,8 +184,7 @@ func (r *Reader) Next() (Record, error) {
 			if r.limit > 0 {
 				run = min(run, max(r.limit-r.off, 1))
 			}
-			ce := &CorruptionError{Segment: r.base, Offset: r.off, ID: r.base + r.n,
-				Reason: fmt.Sprintf("%d zero bytes (empty frames) before other bytes", run)}
+			ce := r.corrupt(CorruptZeroFill, r.off, r.base+r.n, fmt.Errorf("%d zero bytes (empty frames) before other bytes", run))
 			r.off += run
 			r.n += uint64(run)
 			return Record{}, ce
@@ -188,7 +193,7 @@ func (r *Reader) Next() (Record, error) {
 	k, size := frame(head)
 	id := r.base + r.n
 	if k <= 0 || size > maxRecordSize {
-		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id, Reason: "unreadable frame length", Framing: true}
+		r.stop = r.corrupt(CorruptFraming, r.off, id, errors.New("unreadable frame length"))
 		return Record{}, r.stop
 	}
 	if k+int(size) > readChunk {
@@ -199,8 +204,7 @@ func (r *Reader) Next() (Record, error) {
 			return Record{}, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
 		}
 		if r.off+int64(k)+int64(size) > fi.Size() {
-			r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
-				Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+			r.stop = r.corrupt(CorruptFraming, r.off, id, fmt.Errorf("frame of %d bytes runs past the end of the file", size))
 			return Record{}, r.stop
 		}
 	}
@@ -209,8 +213,7 @@ func (r *Reader) Next() (Record, error) {
 		return Record{}, err
 	}
 	if len(entry) < k+int(size) {
-		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
-			Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+		r.stop = r.corrupt(CorruptFraming, r.off, id, fmt.Errorf("frame of %d bytes runs past the end of the file", size))
 		return Record{}, r.stop
 	}
 	at := r.off
@@ -218,10 +221,10 @@ func (r *Reader) Next() (Record, error) {
 	r.n++
 	rec, err := DecodeRecord(entry[k:])
 	if err != nil {
-		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: err.Error()}
+		return Record{}, r.corrupt(CorruptRecord, at, id, err)
 	}
 	if rec.ID != id {
-		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: fmt.Sprintf("stored id %d", rec.ID)}
+		return Record{}, r.corrupt(CorruptID, at, id, fmt.Errorf("stored id %d", rec.ID))
 	}
 	return rec, nil
 }
@@ -235,7 +238,7 @@ func (r *Reader) SkipTo(id uint64) (bad []*CorruptionError, err error) {
 		var ce *CorruptionError
 		switch {
 		case err == nil:
-		case errors.As(err, &ce) && !ce.Framing:
+		case errors.As(err, &ce) && !ce.Framing():
 			bad = append(bad, ce)
 		default:
 			return bad, err

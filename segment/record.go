@@ -22,23 +22,69 @@ var (
 	ErrNotFound = errors.New("segment: not found")
 )
 
-// CorruptionError says where a bad record is. It wraps ErrCorrupt.
+// CorruptionKind says what is wrong where a CorruptionError points.
+type CorruptionKind int
+
+// The kinds of corruption a Reader or Scan reports.
+const (
+	// CorruptRecord: a frame that reads, holding a record whose CRC,
+	// version or layout is wrong. Reading goes on after it.
+	CorruptRecord CorruptionKind = iota + 1
+	// CorruptID: a good record that holds another id than its place says.
+	CorruptID
+	// CorruptFraming: the frame itself is unreadable (its length prefix,
+	// or a length past the end of the file): nothing after it in the
+	// segment can be read.
+	CorruptFraming
+	// CorruptZeroFill: a run of zero bytes (empty frames) before other
+	// bytes, reported once for the run.
+	CorruptZeroFill
+	// CorruptCutBatch: an atomic batch whose last record is missing.
+	CorruptCutBatch
+	// CorruptMore stands for the further bad records Scan does not list.
+	CorruptMore
+)
+
+// String names the kind as dump prints it.
+func (k CorruptionKind) String() string {
+	switch k {
+	case CorruptRecord:
+		return "record"
+	case CorruptID:
+		return "id"
+	case CorruptFraming:
+		return "framing"
+	case CorruptZeroFill:
+		return "zero-fill"
+	case CorruptCutBatch:
+		return "cut-batch"
+	case CorruptMore:
+		return "more"
+	}
+	return fmt.Sprintf("CorruptionKind(%d)", int(k))
+}
+
+// CorruptionError says what is wrong and where. It wraps ErrCorrupt and
+// Err.
 type CorruptionError struct {
+	Kind    CorruptionKind
+	Dir     string // the queue directory
 	Segment uint64 // base id of the segment
-	Offset  int64  // byte offset of the record's frame in the segment file
+	Offset  int64  // byte offset of the frame in the segment file
 	ID      uint64 // id the record should have had
-	Reason  string
-	// Framing is true when the frame itself is unreadable, so nothing after
-	// Offset in this segment can be read.
-	Framing bool
+	Err     error  // what is wrong, for a human
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("segment %020d offset %d (id %d): %s", e.Segment, e.Offset, e.ID, e.Reason)
+	return fmt.Sprintf("segment %020d offset %d (id %d): %v", e.Segment, e.Offset, e.ID, e.Err)
 }
 
-// Unwrap returns ErrCorrupt.
-func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+// Unwrap returns ErrCorrupt and Err.
+func (e *CorruptionError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// Framing reports whether the frame itself is unreadable, so that nothing
+// after Offset in this segment can be read.
+func (e *CorruptionError) Framing() bool { return e.Kind == CorruptFraming }
 
 const (
 	// HeaderSize is the fixed part of a record before the payload.

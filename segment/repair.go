@@ -111,8 +111,7 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 			if rec.More {
 				// Good, but it counts only once its batch ends.
 				if open == nil {
-					open = &CorruptionError{Segment: base, Offset: start, ID: rec.ID,
-						Reason: "atomic batch cut short: its last record is missing"}
+					open = r.corrupt(CorruptCutBatch, start, rec.ID, errors.New("atomic batch cut short: its last record is missing"))
 				}
 				continue
 			}
@@ -129,10 +128,9 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 			case len(pending) == maxPending:
 				// Garbage makes a bad frame every few bytes: list the
 				// first ones and count the rest, so memory stays bounded.
-				pending = append(pending, &CorruptionError{Segment: base, Offset: ce.Offset, ID: ce.ID,
-					Reason: "more bad records follow, not listed one by one"})
+				pending = append(pending, r.corrupt(CorruptMore, ce.Offset, ce.ID, errors.New("more bad records follow, not listed one by one")))
 			}
-			if !ce.Framing {
+			if !ce.Framing() {
 				continue
 			}
 		case !errors.Is(err, io.EOF):

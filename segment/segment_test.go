@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -66,7 +67,7 @@ func readAll(t testing.TB, dir string, base uint64) (good []Record, bad []*Corru
 			continue
 		case errors.As(err, &ce):
 			bad = append(bad, ce)
-			if !ce.Framing {
+			if !ce.Framing() {
 				continue
 			}
 		case !errors.Is(err, io.EOF):
@@ -272,10 +273,11 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 		within      int64 // byte offset within the record's frame
 		wantGood    int
 		wantFraming bool
+		wantKind    CorruptionKind
 	}{
-		{"bit_flip_payload", 4, 40, 9, false},
-		{"bit_flip_header_id", 4, 8, 9, false},
-		{"bit_flip_length", 4, 0, 4, true}, // framing lost: the rest is unreadable
+		{"bit_flip_payload", 4, 40, 9, false, CorruptRecord},
+		{"bit_flip_header_id", 4, 8, 9, false, CorruptRecord},
+		{"bit_flip_length", 4, 0, 4, true, CorruptFraming}, // framing lost: the rest is unreadable
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,7 +296,7 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 			if len(good) != tc.wantGood || len(bad) != 1 {
 				t.Fatalf("%d good, %d bad", len(good), len(bad))
 			}
-			if bad[0].Offset != offs[tc.record] || bad[0].Segment != 1 || bad[0].Framing != tc.wantFraming || bad[0].ID != uint64(tc.record+1) {
+			if bad[0].Offset != offs[tc.record] || bad[0].Segment != 1 || bad[0].Framing() != tc.wantFraming || bad[0].ID != uint64(tc.record+1) {
 				t.Fatalf("corruption reported as %+v, want offset %d", bad[0], offs[tc.record])
 			}
 			for _, g := range good {
@@ -304,6 +306,12 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 			}
 			if !errors.Is(bad[0], ErrCorrupt) {
 				t.Fatal("CorruptionError does not wrap ErrCorrupt")
+			}
+			if bad[0].Kind != tc.wantKind || bad[0].Dir != dir || bad[0].Err == nil {
+				t.Fatalf("kind %v dir %q err %v, want %v in %s", bad[0].Kind, bad[0].Dir, bad[0].Err, tc.wantKind, dir)
+			}
+			if tc.wantKind == CorruptRecord && !strings.Contains(bad[0].Error(), "crc32c") {
+				t.Fatalf("a CRC failure says %q", bad[0].Error())
 			}
 			// Scan on the sealed segment: a payload flip is mid-log corruption.
 			res, err := Scan(dir, 1)

@@ -711,19 +711,19 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.shown++
 			d.emit(d.recordEvent(queue, base, at, &rec))
-		case errors.As(err, &ce) && ce.Framing:
+		case errors.As(err, &ce) && ce.Framing():
 			d.flushRun(st)
 			st.framing = 1
 			if st.tailAt < 0 {
 				st.tailAt = ce.Offset
 			}
 			ev := &corruptEvent{Type: "corrupt", Queue: queue, Segment: base, Offset: ce.Offset, ID: ce.ID,
-				Kind: "framing", Count: 1, LastID: ce.ID, Reason: ce.Reason}
+				Kind: "framing", Count: 1, LastID: ce.ID, Reason: ce.Err.Error()}
 			if fi, err := raw.Stat(); err == nil {
 				ev.Bytes = max(fi.Size()-ce.Offset, 0)
 			}
 			st.problems = append(st.problems, problem{offset: ce.Offset, text: fmt.Sprintf(
-				"queue %s segment %s offset %d: unreadable frame (id %d): %s", queue, name, ce.Offset, ce.ID, ce.Reason)})
+				"queue %s segment %s offset %d: unreadable frame (id %d): %v", queue, name, ce.Offset, ce.ID, ce.Err)})
 			// Framing errors are shown whatever --from and --limit say:
 			// they hide the rest of the segment.
 			d.shown++
@@ -775,7 +775,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 // reasonText is a CorruptionError's reason without the "segment: corrupt
 // record: " that every bad record's reason starts with.
 func reasonText(ce *segment.CorruptionError) string {
-	return strings.TrimPrefix(ce.Reason, segment.ErrCorrupt.Error()+": ")
+	return strings.TrimPrefix(ce.Err.Error(), segment.ErrCorrupt.Error()+": ")
 }
 
 // flushRun prints a pending run of short bad frames.
