@@ -145,57 +145,6 @@ func (c *cursorFile) sync() error {
 
 func (c *cursorFile) close() error { return c.f.Close() }
 
-// The hwm file holds a bound on the ids a queue has handed out: every id
-// ever acknowledged is below it. It is raised, durably, before a batch would
-// cross it, in steps of hwmStep so that this costs a few fsyncs per million
-// messages, and lowered to the exact next id on a clean close. After a crash
-// that lost the newest records (a torn tail, a deleted segment), ids go on
-// from the bound, so none is ever handed out twice.
-const (
-	hwmName = "hwm"
-	hwmStep = 1 << 16
-	// HWMFileName and HWMFileSize name and size a queue's hwm file, for
-	// offline tools (mqueue dump).
-	HWMFileName = hwmName
-	HWMFileSize = 12
-)
-
-// DecodeHWM reads the bound out of the bytes of an hwm file; ok is false
-// when they are not exactly one valid record. It does no I/O.
-func DecodeHWM(b []byte) (hwm uint64, ok bool) {
-	if len(b) != HWMFileSize || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint64(b), true
-}
-
-// readHWM reads a queue's hwm (0 when there is none). A value at or past
-// MaxID is an error wrapping errIDRange, which must keep the queue down.
-func readHWM(queueDir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, err)
-	}
-	hwm, ok := DecodeHWM(b)
-	if !ok {
-		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
-	}
-	if hwm >= MaxID {
-		return 0, fmt.Errorf("%w: hwm in %s is %d: %w", ErrUnavailable, queueDir, hwm, errIDRange)
-	}
-	return hwm, nil
-}
-
-func writeHWM(queueDir string, hwm uint64) error {
-	var b [12]byte
-	binary.LittleEndian.PutUint64(b[:], hwm)
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	return writeFileAtomic(queueDir, hwmName, b[:])
-}
-
 // writeFileAtomic replaces dir/name with data: a temporary file, fsync,
 // rename, directory fsync.
 func writeFileAtomic(dir, name string, data []byte) error {
