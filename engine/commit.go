@@ -85,6 +85,15 @@ func (q *queue) run() {
 				q.finish()
 				return
 			}
+		case reply := <-q.shedding:
+			// Engine.shed asks: retireIdle reads commitState, so the loop
+			// answers it itself.
+			ok := q.retireIdle()
+			reply <- ok
+			if ok {
+				q.finish()
+				return
+			}
 		case <-q.quit:
 			q.finish() // Engine.retire
 			return

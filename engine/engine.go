@@ -1,14 +1,3 @@
-// Package engine is mqueue's storage engine: named FIFO queues, each a
-// directory of segments (package segment), with group commit, a persisted
-// read cursor, TTL expiry and compaction. It knows nothing of HTTP.
-//
-// Each queue has one commit loop (scheduler.go) that owns its files.
-// Producers append to an in-memory batch and wait; the loop writes the
-// whole batch with one write, fsyncs it as the mode says, and wakes every
-// producer of the batch by closing one channel. Consumers move the read
-// cursor in memory and wait for the loop to write it the same way, so a
-// dequeue is answered only once its cursor move is as durable as the mode
-// promises.
 package engine
 
 import (

@@ -215,17 +215,22 @@ func (e *Engine) shed() {
 	e.mu.RUnlock()
 	slices.SortFunc(qs, func(a, b *queue) int { return cmp.Compare(a.busyAt.Load(), b.busyAt.Load()) })
 	for _, q := range qs {
-		if q.retireIdle() {
-			close(q.quit)
-			<-q.stopped
-			return
+		reply := make(chan bool, 1)
+		select {
+		case q.shedding <- reply:
+			if <-reply {
+				<-q.stopped
+				return
+			}
+		case <-q.stopped:
 		}
 	}
 }
 
 // retireIdle marks q retired, to stay dormant, when nothing is in flight.
-// The commit loop calls it once q has been idle for IdleClose, then
-// finish; Engine.shed, then closes q.quit.
+// Only the commit loop calls it (it reads commitState): once q has been
+// idle for IdleClose, or when Engine.shed asks through q.shedding; then
+// the loop finishes.
 func (q *queue) retireIdle() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -23,14 +23,15 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	dir := filepath.Join(e.opts.Dir, name)
 	q := &queue{
 		e: e, name: name, dir: dir,
-		log:     e.opts.Logger.With("queue", name),
-		pend:    &batch{done: make(chan struct{})},
-		notify:  make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-		quit:    make(chan struct{}),
-		held:    map[uint64]*heldMsg{},
-		visible: heldHeap{byID: true},
+		log:      e.opts.Logger.With("queue", name),
+		pend:     &batch{done: make(chan struct{})},
+		notify:   make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		quit:     make(chan struct{}),
+		shedding: make(chan chan bool),
+		held:     map[uint64]*heldMsg{},
+		visible:  heldHeap{byID: true},
 	}
 	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
 	q.tail.budget = &e.mem

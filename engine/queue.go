@@ -31,7 +31,7 @@ type batch struct {
 type cursorBatch struct {
 	done chan struct{}
 	err  error
-	// Lease log records to write before the cursor (lease.go), or the
+	// Lease log records to write before the cursor (leaselog.go), or the
 	// whole log when rewrite is set, and how to take back in memory what
 	// they record if the write fails (run in reverse, under mu).
 	log     []byte
@@ -39,8 +39,34 @@ type cursorBatch struct {
 	undo    []func()
 }
 
-// queue is one named FIFO. Its commit loop (scheduler.go) owns the segment
-// writer, the cursor file and the hwm; everything else is guarded by mu.
+// commitState is what only the commit loop (commit.go) touches, without a
+// lock: openQueue fills it before the loop starts, and the loop's last
+// turn closes it. Nothing else reads it while the loop runs, so nothing
+// here needs mu; what the loop shares with producers and consumers lives in
+// queue under mu.
+type commitState struct {
+	writer       *segment.Writer
+	committedSum segment.Summary // writer summary as of the last acknowledged batch
+	activeFile   int64           // the active segment's file size as counted in segBytes
+	cursor       *cursorFile
+	persisted    uint64           // readID as last written to the cursor file
+	cursorRetry  bool             // a cursor write failed: write the position again
+	hwm          uint64           // durable bound on the ids handed out (hwm.go)
+	hwmDone      chan error       // a background hwm write's result (reserveAhead)
+	hwmTarget    uint64           // the bound that write stores
+	dirty        bool             // written since the last fsync (interval mode)
+	spare        []segment.Record // a committed batch's slice, reused by the next
+	spareAfter   []relTimes       // its after slice, likewise
+	next         *batch           // the next pending batch, made before it is needed
+	// The lease log (leaselog.go).
+	leaseFile    *os.File
+	leaseRecs    int  // records in it
+	leaseRewrite bool // rewrite it whole from memory at the next turn
+}
+
+// queue is one named FIFO. Its commit loop (commit.go) owns commitState;
+// the memory tail is guarded by tmu, the rest by mu (lock order: mu, then
+// tmu), except the atomics.
 type queue struct {
 	e    *Engine
 	name string
@@ -52,11 +78,14 @@ type queue struct {
 	retired atomic.Bool // set with closing by retire (lifecycle.go)
 	keep    bool        // retired to stay dormant, not forgotten
 	quit    chan struct{}
-	waiters atomic.Int32 // long polls waiting on notify (Engine.waitFor)
-	busyAt  atomic.Int64 // unix ns of the commit loop's last work, for Engine.shed
-	pend    *batch       // records waiting for the next commit
-	curWait *cursorBatch // dequeues waiting for the next cursor write
-	notify  chan struct{}
+	// shedding carries Engine.shed's requests to retire, answered by the
+	// commit loop (lifecycle.go).
+	shedding chan chan bool
+	waiters  atomic.Int32 // long polls waiting on notify (Engine.waitFor)
+	busyAt   atomic.Int64 // unix ns of the commit loop's last work, for Engine.shed
+	pend     *batch       // records waiting for the next commit
+	curWait  *cursorBatch // dequeues waiting for the next cursor write
+	notify   chan struct{}
 
 	segs     []segment.Summary // sealed segments then the active one, by base
 	segBytes int64             // bytes of all segment files, the active one's zero-filled space included
@@ -68,27 +97,14 @@ type queue struct {
 	committed uint64 // last id readable by consumers
 	nextID    uint64 // next id the commit loop will assign; written under mu by it
 	readID    uint64 // next id to deliver
-	persisted uint64 // readID as last written to the cursor file
 	depth     int64
 	reader    *segment.Reader // positioned on disk for backlog reads
 	activeAt  time.Time       // when the active segment was created or opened
 
-	// Owned by the commit loop.
-	writer       *segment.Writer
-	committedSum segment.Summary // writer summary as of the last acknowledged batch
-	activeFile   int64           // the active segment's file size as counted in segBytes
-	cursor       *cursorFile
-	hwm          uint64           // durable bound on the ids handed out
-	hwmDone      chan error       // a background hwm write's result (reserveAhead)
-	hwmTarget    uint64           // the bound that write stores
-	dirty        bool             // written since the last fsync (interval mode)
-	cursorRetry  bool             // a cursor write failed: write the position again
-	spare        []segment.Record // a committed batch's slice, reused by the next
-	spareAfter   []relTimes       // its after slice, likewise
-	next         *batch           // the next pending batch, made before it is needed
-	wake         chan struct{}
-	stopped      chan struct{}
-	closeErr     error // what the final close failed at; set before stopped is closed
+	commitState // owned by the commit loop, no lock
+	wake        chan struct{}
+	stopped     chan struct{}
+	closeErr    error // what the final close failed at; set before stopped is closed
 
 	keys     map[string]keyEntry // idempotency keys (dedup.go), under mu
 	keyOrder []keyRef            // the committed keys by id, for pruning
@@ -96,17 +112,13 @@ type queue struct {
 	// keys it holds; the compactor rewrites it when most lines are stale.
 	keyLines, carriedLive int
 
-	// Leases (lease.go), under mu.
+	// Leases (lease.go, held.go), under mu.
 	held      map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
 	hidden    heldHeap            // leased and delayed, by end
 	visible   heldHeap            // visible again, by id (byID)
 	leased    int64               // held messages under a running lease
 	heldBytes int64               // bodies of held messages kept in memory (maxHeldBytes)
 	due       atomic.Int64        // the earliest end in hidden (0 none), for the commit loop's timer
-	// The lease log, owned by the commit loop.
-	leaseFile    *os.File
-	leaseRecs    int  // records in it
-	leaseRewrite bool // rewrite it whole from memory at the next turn
 
 	enqueued, dequeued, expired, redelivered, deadLettered atomic.Uint64
 	purged, redriven                                       atomic.Uint64 // admin.go

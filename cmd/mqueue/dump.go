@@ -959,7 +959,7 @@ func readHWM(dir string) (hwmInfo, error) {
 	return h, nil
 }
 
-// leasesFileName is the queue's lease log (engine/lease.go).
+// leasesFileName is the queue's lease log (engine/leaselog.go).
 const leasesFileName = "leases"
 
 // readLeases reads a queue's lease log as the engine does at start; nil
