@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Queue administration: list, delete, purge, peek and redrive.
@@ -57,7 +57,7 @@ func removeTombstones(dir string, ents []os.DirEntry, log *slog.Logger) {
 		log.Info("removed the files of a queue deleted before a crash", "path", path)
 	}
 	if removed {
-		if err := segment.SyncDir(dir); err != nil {
+		if err := atomicfile.SyncDir(dir); err != nil {
 			log.Warn("fsync data dir after removing deleted queues", "err", err)
 		}
 	}
@@ -252,7 +252,7 @@ func (e *Engine) tombstone(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("rename %s to a tombstone: %w", dir, err)
 	}
-	if err := segment.SyncDir(e.opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(e.opts.Dir); err != nil {
 		// The rename may or may not reach the disk; either way the queue
 		// is whole or gone. Go on: the files are the tombstone's now.
 		e.opts.Logger.Warn("fsync data dir after renaming a deleted queue", "err", err)

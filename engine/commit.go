@@ -226,8 +226,7 @@ func (q *queue) commitBatch(b *batch) {
 	if b.keyed {
 		q.commitKeysLocked(b)
 	}
-	close(q.notify) // wake long polls: one close for the whole batch
-	q.notify = notify
+	q.broadcastLocked(notify) // wake long polls: one close for the whole batch
 	q.mu.Unlock()
 	q.enqueued.Add(uint64(len(b.recs)))
 	close(b.done)

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // The cursor file holds the read position of a queue: the id of the next
@@ -103,7 +103,7 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 			err = f.Sync()
 		}
 		if err == nil {
-			err = segment.SyncDir(queueDir)
+			err = atomicfile.SyncDir(queueDir)
 		}
 		if err != nil {
 			f.Close()
@@ -144,27 +144,3 @@ func (c *cursorFile) sync() error {
 }
 
 func (c *cursorFile) close() error { return c.f.Close() }
-
-// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
-// rename, directory fsync.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	return segment.SyncDir(dir)
-}

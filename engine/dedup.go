@@ -13,6 +13,7 @@ import (
 	"slices"
 
 	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Idempotency keys (Idempotency-Key on a POST). A key is stored in its
@@ -304,10 +305,10 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite
 // file with them (rewrite).
 func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 	if rewrite {
-		return writeFileAtomic(q.dir, keysName, lines)
+		return atomicfile.Replace(q.dir, keysName, lines)
 	}
 	path := filepath.Join(q.dir, keysName)
-	f, err := openLog(q.dir, keysName)
+	f, err := atomicfile.OpenAppend(q.dir, keysName)
 	if err != nil {
 		return err
 	}
@@ -322,22 +323,4 @@ func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 		return fmt.Errorf("append to %s: %w", path, err)
 	}
 	return nil
-}
-
-// openLog opens dir/name for appending, creating it (and fsyncing dir, so
-// that the new name survives a crash) when it does not exist.
-func openLog(dir, name string) (*os.File, error) {
-	path := filepath.Join(dir, name)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open %s for appending: %w", path, err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		if err := segment.SyncDir(dir); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // The hwm file holds a bound on the ids a queue has handed out: every id
@@ -59,7 +60,7 @@ func writeHWM(queueDir string, hwm uint64) error {
 	var b [12]byte
 	binary.LittleEndian.PutUint64(b[:], hwm)
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	return writeFileAtomic(queueDir, hwmName, b[:])
+	return atomicfile.Replace(queueDir, hwmName, b[:])
 }
 
 // reserveAhead starts writing the next hwm reservation in the background

@@ -81,8 +81,7 @@ func (q *queue) expireLeases() {
 	q.mu.Lock()
 	dead, woke := q.promoteLocked(q.nowMs())
 	if woke {
-		close(q.notify)
-		q.notify = make(chan struct{})
+		q.broadcastLocked(make(chan struct{}))
 	}
 	q.mu.Unlock()
 	if len(dead) > 0 {
@@ -284,8 +283,7 @@ func (q *queue) nack(receipt string, delay time.Duration) error {
 	heap.Fix(&q.hidden, m.idx)
 	dead, woke := q.promoteLocked(now)
 	if woke {
-		close(q.notify)
-		q.notify = make(chan struct{})
+		q.broadcastLocked(make(chan struct{}))
 	}
 	q.mu.Unlock()
 	if len(dead) > 0 {

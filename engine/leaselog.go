@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // The lease log (the file "leases" of a queue directory): its record
@@ -88,7 +89,7 @@ func (q *queue) writeLeaseLog(cb *cursorBatch) error {
 			q.leaseFile.Close()
 			q.leaseFile = nil
 		}
-		if err := writeFileAtomic(q.dir, leasesName, cb.log); err != nil {
+		if err := atomicfile.Replace(q.dir, leasesName, cb.log); err != nil {
 			return err
 		}
 		q.leaseRecs = len(cb.log) / leaseRecSize
@@ -97,7 +98,7 @@ func (q *queue) writeLeaseLog(cb *cursorBatch) error {
 	}
 	path := filepath.Join(q.dir, leasesName)
 	if q.leaseFile == nil {
-		f, err := openLog(q.dir, leasesName)
+		f, err := atomicfile.OpenAppend(q.dir, leasesName)
 		if err != nil {
 			q.leaseRewrite = true
 			return err
@@ -185,7 +186,7 @@ func (q *queue) loadLeases() error {
 	}
 	q.dueLocked()
 	snap := q.leaseSnapshotLocked()
-	if err := writeFileAtomic(q.dir, leasesName, snap); err != nil {
+	if err := atomicfile.Replace(q.dir, leasesName, snap); err != nil {
 		q.releaseMemory() // the queue does not open: its held bodies go back
 		return err
 	}

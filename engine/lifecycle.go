@@ -4,10 +4,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // A queue's lifecycle: open (in e.queues, with its files and commit loop),
@@ -168,8 +169,7 @@ func (e *Engine) open(name string, oc *openCall) (*queue, error) {
 		close(oc.prev.woke)
 	} else {
 		e.diskBytes.Add(q.segBytes)
-		close(e.created)
-		e.created = make(chan struct{})
+		e.created = broadcast(e.created)
 	}
 	e.queues[name] = q
 	go q.run()
@@ -333,27 +333,11 @@ func (q *queue) closeFiles() {
 // bytes, so that reopening it reads and rewrites nothing. A cut lost in a
 // crash leaves the old log, which holds nothing live either.
 func (q *queue) emptyLeaseLog() {
-	if err := truncateSync(filepath.Join(q.dir, leasesName)); err != nil {
+	if err := atomicfile.Truncate(filepath.Join(q.dir, leasesName), 0); err != nil {
 		q.log.Warn("could not empty the lease log; the next open rewrites it", "err", err)
 		return
 	}
 	q.leaseRecs = 0
-}
-
-// truncateSync cuts a file to zero bytes and fsyncs it.
-func truncateSync(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("empty %s: %w", path, err)
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("empty %s: %w", path, err)
-	}
-	return nil
 }
 
 // lookupWait is waitFor's lookup: the open queue to pop from, reopening a

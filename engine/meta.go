@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // MaxQueueMetaBytes is the largest blob SetQueueMeta stores.
@@ -95,7 +97,7 @@ func (e *Engine) SetQueueMeta(name string, meta []byte) error {
 	}
 	e.metas.mu.Lock()
 	defer e.metas.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(e.opts.Dir, name), metaName, meta); err != nil {
+	if err := atomicfile.Replace(filepath.Join(e.opts.Dir, name), metaName, meta); err != nil {
 		delete(e.metas.m, name) // the file may or may not have been replaced
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Opening a queue directory: recovery of its segments, cursor, hwm, keys
@@ -36,7 +37,7 @@ func openQueue(e *Engine, name string) (*queue, error) {
 	q.tail.maxBytes = int(min(e.opts.SegmentBytes/2, 8<<20))
 	q.tail.budget = &e.mem
 	if err := os.Mkdir(dir, 0o750); err == nil {
-		if err := segment.SyncDir(e.opts.Dir); err != nil {
+		if err := atomicfile.SyncDir(e.opts.Dir); err != nil {
 			return nil, err
 		}
 	} else if !errors.Is(err, os.ErrExist) {

@@ -261,7 +261,6 @@ func (q *queue) release(msgs []Message) {
 	}
 	q.dueLocked()
 	if woke {
-		close(q.notify)
-		q.notify = make(chan struct{})
+		q.broadcastLocked(make(chan struct{}))
 	}
 }

@@ -211,8 +211,7 @@ func (q *queue) shutdown() error {
 		q.reader.Close()
 		q.reader = nil
 	}
-	close(q.notify)
-	q.notify = make(chan struct{})
+	q.broadcastLocked(make(chan struct{}))
 	q.mu.Unlock()
 	return errors.Join(errs...)
 }

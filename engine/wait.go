@@ -101,3 +101,18 @@ func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, 
 		}
 	}
 }
+
+// broadcastLocked wakes every waiter on q.notify (long polls, under mu)
+// and puts next in its place: one close wakes them all. next is made by the
+// caller, so that the commit loop can allocate it before taking mu.
+func (q *queue) broadcastLocked(next chan struct{}) {
+	close(q.notify)
+	q.notify = next
+}
+
+// broadcast closes ch, waking everyone waiting on it, and returns its
+// replacement.
+func broadcast(ch chan struct{}) chan struct{} {
+	close(ch)
+	return make(chan struct{})
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Summary describes the records of one segment. It is what the engine keeps
@@ -213,7 +215,7 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 	if err := f.Sync(); err != nil {
 		return nil, false, fmt.Errorf("repair segment %020d: fsync: %w", base, err)
 	}
-	if err := SyncDir(queueDir); err != nil {
+	if err := atomicfile.SyncDir(queueDir); err != nil {
 		return nil, false, err
 	}
 	res.Cut = res.FileSize - res.ValidSize
@@ -224,28 +226,12 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 // cutZeroTail truncates the records file at res.ValidSize and fsyncs it.
 // res then describes the file as it is.
 func cutZeroTail(queueDir string, res *ScanResult) error {
-	if err := truncateSync(DataPath(queueDir, res.Base), res.ValidSize); err != nil {
+	if err := atomicfile.Truncate(DataPath(queueDir, res.Base), res.ValidSize); err != nil {
 		return fmt.Errorf("segment %020d: cut zero-filled tail at %d: %w", res.Base, res.ValidSize, err)
 	}
 	res.Cut = res.FileSize - res.ValidSize
 	res.FileSize = res.ValidSize
 	return nil
-}
-
-// truncateSync cuts the file at path to size bytes and fsyncs it.
-func truncateSync(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Truncate(size)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // keepTail copies n bytes of f from off into a new file name, fsynced,
@@ -267,21 +253,4 @@ func keepTail(name string, f *os.File, off, n int64) (int64, error) {
 		err = cerr
 	}
 	return copied, err
-}
-
-// writeFileSync creates name with data and fsyncs it.
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

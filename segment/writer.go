@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/mqueue/mqueue/segment/atomicfile"
 	"github.com/tidwall/wal"
 )
 
@@ -153,16 +154,16 @@ func Create(queueDir string, base uint64) (*Writer, error) {
 	if err := os.Mkdir(tmp, 0o750); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := writeFileSync(filepath.Join(tmp, walFile), nil); err != nil {
+	if err := atomicfile.WriteSync(filepath.Join(tmp, walFile), nil); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := SyncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := SyncDir(queueDir); err != nil {
+	if err := atomicfile.SyncDir(queueDir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
 	w, err := openAppend(queueDir, base, 0)
@@ -294,7 +295,7 @@ func (w *Writer) Recover(to Summary) error {
 		_ = w.f.Close() // its pending state is what we are discarding
 		w.f = nil
 	}
-	if err := truncateSync(DataPath(w.queueDir, w.sum.Base), w.sum.Bytes); err != nil {
+	if err := atomicfile.Truncate(DataPath(w.queueDir, w.sum.Base), w.sum.Bytes); err != nil {
 		return fmt.Errorf("recover segment %020d: truncate to %d: %w", w.sum.Base, w.sum.Bytes, err)
 	}
 	if err := countEntries(w.queueDir, w.sum.Base, w.sum.Records); err != nil {
