@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
@@ -314,7 +315,7 @@ func (q *queue) purge() (int64, error) {
 		hidden, seq := m.in == &q.hidden, m.seq
 		q.unheapLocked(m)
 		q.delHeldLocked(m)
-		cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+		cb.log = format.AppendLeaseRecord(cb.log, format.LeaseDone, m.rec.ID, 0)
 		cb.undo = append(cb.undo, func() {
 			q.putHeldLocked(m)
 			if !hidden {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 	"github.com/mqueue/mqueue/segment/atomicfile"
 )
@@ -35,9 +36,6 @@ type keyRef struct {
 	id  uint64
 	at  int64
 }
-
-// keysName is the keys file of a queue: JSON Lines of carried keys.
-const keysName = "keys"
 
 // keyEntry is one key of the index: committed (b nil) with its id and
 // enqueue time, or pending in batch b at index i.
@@ -64,21 +62,14 @@ func (e keyEntry) wait() (uint64, int, error) {
 	return e.b.first + uint64(e.i), e.n, ErrDuplicate
 }
 
-type keyRecord struct {
-	Key string `json:"key"`
-	ID  uint64 `json:"id"`
-	N   int    `json:"n,omitempty"` // messages of a batch POST; absent for 1
-	At  int64  `json:"at"`
-}
-
 // maxKeyedBatch is the most messages one key stands for: the SPEC's batch
 // limit (api.MaxBatchMessages).
 const maxKeyedBatch = 1000
 
-// valid reports whether a keys file line can be one the engine wrote: ids
+// validKey reports whether a keys file line can be one the engine wrote: ids
 // 1..MaxID-1 for 1..maxKeyedBatch messages (N 0 means 1). A bad count
 // would make a repeated batch POST answer that many ids.
-func (k *keyRecord) valid() bool {
+func validKey(k *format.KeyRecord) bool {
 	return k.N >= 0 && k.N <= maxKeyedBatch && k.ID >= 1 && k.ID < MaxID-uint64(max(k.N, 1))
 }
 
@@ -98,16 +89,16 @@ func (q *queue) loadKeys() {
 	}()
 	now := q.nowMs()
 	q.keyLines, q.carriedLive = 0, 0
-	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
+	if data, err := os.ReadFile(filepath.Join(q.dir, format.KeysFile)); err == nil {
 		bad, invalid := 0, 0
 		for line := range bytes.Lines(data) {
 			q.keyLines++
-			var k keyRecord
+			var k format.KeyRecord
 			if err := json.Unmarshal(line, &k); err != nil || k.Key == "" {
 				bad++ // a line a crash cut short: its key is forgotten
 				continue
 			}
-			if !k.valid() {
+			if !validKey(&k) {
 				invalid++ // not written by us: never trusted, forgotten
 				continue
 			}
@@ -286,7 +277,7 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite
 		if n == 1 {
 			n = 0 // omitted
 		}
-		_ = enc.Encode(keyRecord{Key: r.key, ID: e.id, N: n, At: e.at}) // strings and integers only
+		_ = enc.Encode(format.KeyRecord{Key: r.key, ID: e.id, N: n, At: e.at}) // strings and integers only
 		if !e.carried {
 			e.carried = true
 			q.carriedLive++
@@ -305,10 +296,10 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite
 // file with them (rewrite).
 func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 	if rewrite {
-		return atomicfile.Replace(q.dir, keysName, lines)
+		return atomicfile.Replace(q.dir, format.KeysFile, lines)
 	}
-	path := filepath.Join(q.dir, keysName)
-	f, err := atomicfile.OpenAppend(q.dir, keysName)
+	path := filepath.Join(q.dir, format.KeysFile)
+	f, err := atomicfile.OpenAppend(q.dir, format.KeysFile)
 	if err != nil {
 		return err
 	}

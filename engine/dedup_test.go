@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -92,7 +93,7 @@ func TestIdempotencyKeySurvivesRestartAndDeletion(t *testing.T) {
 	drainBodies(t, e, "q")
 	qdir := filepath.Join(dir, "q")
 	waitSegmentsPast(t, qdir, id)
-	if _, err := os.Stat(filepath.Join(qdir, keysName)); err != nil {
+	if _, err := os.Stat(filepath.Join(qdir, format.KeysFile)); err != nil {
 		t.Fatalf("keys file: %v", err)
 	}
 	e.Close()
@@ -160,7 +161,7 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 	qdir := filepath.Join(dir, "q")
 	now := time.Now().UnixMilli()
 	torn := fmt.Sprintf(`{"key":"kept","id":1,"at":%d}`+"\n"+`{"key":"cut","id":`, now)
-	if err := os.WriteFile(filepath.Join(qdir, keysName), []byte(torn), 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(qdir, format.KeysFile), []byte(torn), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	e = openT(t, opts)
@@ -179,7 +180,7 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 	drainBodies(t, e, "q")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		data, _ := os.ReadFile(filepath.Join(qdir, keysName))
+		data, _ := os.ReadFile(filepath.Join(qdir, format.KeysFile))
 		if bytes.HasSuffix(data, []byte("\n")) { // no longer the torn file
 			if bytes.Count(data, []byte("\n")) != 2 || !bytes.Contains(data, []byte(`"key":"kept"`)) || !bytes.Contains(data, []byte(`{"key":"cut","id":`)) {
 				t.Fatalf("keys file after the carry:\n%s\nwant the two live keys, rewritten", data)

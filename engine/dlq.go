@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/mqueue/mqueue/engine/format"
 )
 
 // Dead letters: moving a message delivered MaxDeliveries times to the
@@ -75,7 +77,7 @@ func (q *queue) moveToDLQ(dlq string, m *heldMsg) (moved bool, err error) {
 	}
 	q.delHeldLocked(m)
 	cb := q.joinLocked()
-	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+	cb.log = format.AppendLeaseRecord(cb.log, format.LeaseDone, m.rec.ID, 0)
 	cb.undo = append(cb.undo, func() { q.putHeldLocked(m) })
 	q.mu.Unlock()
 	q.kick()

@@ -12,13 +12,13 @@
 //
 // # A queue directory
 //
-//	file        format (owner of the codec)                    written by
-//	NNNN/       segments: records, meta, .broken, .deleting   commit loop (segment.Writer), compactor (deletes)
-//	cursor      two 512-byte slots [crc][seq][readID] (cursor.go)  commit loop, after each batch of dequeues
-//	hwm         [hwm u64][crc32c u32] (hwm.go)                 commit loop, ahead of the ids it hands out
-//	leases      17-byte records [crc][kind][id][count] (leaselog.go)  commit loop, before the cursor move
-//	keys        JSON Lines of carried idempotency keys (dedup.go)  compactor, before a segment with live keys goes
-//	meta        an opaque blob of the API's (meta.go: the SQS attributes)  SetQueueMeta, atomically
+//	file     format, and the package that owns its codec     written by
+//	NNNN/    segments: records, meta, .broken (segment)       the commit loop; the compactor deletes
+//	cursor   two slots [seq][readID][crc] (format)            the commit loop, per cursor batch
+//	hwm      [hwm][crc] (format)                              the commit loop, ahead of its ids
+//	leases   records [crc][kind][id][count] (format)          the commit loop, before a cursor move
+//	keys     JSON Lines of carried keys (format)              the compactor, before a keyed segment goes
+//	meta     an opaque blob of the API (the SQS attributes)   SetQueueMeta (meta.go)
 //
 // The data directory holds one such directory per queue, .lock (flock,
 // engine.go) and .deleted-* tombstones of queues being deleted (admin.go).

@@ -1,52 +1,36 @@
 package engine
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
-// The hwm file holds a bound on the ids a queue has handed out: every id
-// ever acknowledged is below it. It is raised, durably, before a batch would
-// cross it, in steps of hwmStep so that this costs a few fsyncs per million
-// messages, and lowered to the exact next id on a clean close. After a crash
-// that lost the newest records (a torn tail, a deleted segment), ids go on
-// from the bound, so none is ever handed out twice.
-const (
-	hwmName = "hwm"
-	hwmStep = 1 << 16
-	// HWMFileName and HWMFileSize name and size a queue's hwm file, for
-	// offline tools (mqueue dump).
-	HWMFileName = hwmName
-	HWMFileSize = 12
-)
-
-// DecodeHWM reads the bound out of the bytes of an hwm file; ok is false
-// when they are not exactly one valid record. It does no I/O.
-func DecodeHWM(b []byte) (hwm uint64, ok bool) {
-	if len(b) != HWMFileSize || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint64(b), true
-}
+// The hwm file (format.HWMFile) holds a bound on the ids a queue has
+// handed out: every id ever acknowledged is below it. It is raised,
+// durably, before a batch would cross it, in steps of hwmStep so that this
+// costs a few fsyncs per million messages, and lowered to the exact next id
+// on a clean close. After a crash that lost the newest records (a torn
+// tail, a deleted segment), ids go on from the bound, so none is ever
+// handed out twice.
+const hwmStep = 1 << 16
 
 // readHWM reads a queue's hwm (0 when there is none). A value at or past
 // MaxID is an error wrapping errIDRange, which must keep the queue down.
 func readHWM(queueDir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
+	b, err := os.ReadFile(filepath.Join(queueDir, format.HWMFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, err)
 	}
-	hwm, ok := DecodeHWM(b)
+	hwm, ok := format.DecodeHWM(b)
 	if !ok {
 		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
 	}
@@ -57,10 +41,8 @@ func readHWM(queueDir string) (uint64, error) {
 }
 
 func writeHWM(queueDir string, hwm uint64) error {
-	var b [12]byte
-	binary.LittleEndian.PutUint64(b[:], hwm)
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	return atomicfile.Replace(queueDir, hwmName, b[:])
+	b := format.EncodeHWM(hwm)
+	return atomicfile.Replace(queueDir, format.HWMFile, b[:])
 }
 
 // reserveAhead starts writing the next hwm reservation in the background

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -140,7 +141,7 @@ func (q *queue) holdDelayedLocked(rec segment.Record) bool {
 	heap.Push(&q.hidden, m)
 	q.dueLocked()
 	cb := q.joinLocked()
-	cb.log = appendLeaseRec(cb.log, leaseKindHold, rec.ID, 0)
+	cb.log = format.AppendLeaseRecord(cb.log, format.LeaseHold, rec.ID, 0)
 	cb.undo = append(cb.undo, func() { q.forgetLocked(m) })
 	q.kick() // the cursor moved: the loop writes it even if nothing is delivered now
 	return true
@@ -175,7 +176,7 @@ func (q *queue) deliverHeldLocked(msg *Message, rec segment.Record, m *heldMsg, 
 	switch {
 	case lease == 0:
 		q.delHeldLocked(m)
-		cb.log = appendLeaseRec(cb.log, leaseKindDone, rec.ID, 0)
+		cb.log = format.AppendLeaseRecord(cb.log, format.LeaseDone, rec.ID, 0)
 		cb.undo = append(cb.undo, func() {
 			q.putHeldLocked(m)
 			heap.Push(&q.visible, m)
@@ -192,7 +193,7 @@ func (q *queue) deliverHeldLocked(msg *Message, rec segment.Record, m *heldMsg, 
 		q.leased++
 		heap.Push(&q.hidden, m)
 		q.dueLocked()
-		cb.log = appendLeaseRec(cb.log, leaseKindHold, rec.ID, m.count)
+		cb.log = format.AppendLeaseRecord(cb.log, format.LeaseHold, rec.ID, m.count)
 		cb.undo = append(cb.undo, func() {
 			if fromCursor {
 				q.forgetLocked(m)
@@ -244,7 +245,7 @@ func (q *queue) ack(receipt string) error {
 	q.leased--
 	q.dueLocked()
 	cb := q.joinLocked()
-	cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+	cb.log = format.AppendLeaseRecord(cb.log, format.LeaseDone, m.rec.ID, 0)
 	cb.undo = append(cb.undo, func() {
 		// Leased again as it was; if its lease ran out meanwhile, the next
 		// promotion makes it visible.

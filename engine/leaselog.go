@@ -2,16 +2,15 @@ package engine
 
 import (
 	"container/heap"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 	"github.com/mqueue/mqueue/segment/atomicfile"
 )
@@ -20,61 +19,12 @@ import (
 // format, written by the commit loop before the cursor move it belongs to,
 // snapshot rewrites, and its reading at open.
 
-// LeaseRecordSize is the size of a lease log record (the file "leases"
-// in a queue's directory): [crc32c u32][kind u8][id u64][count u32], the
-// CRC over the 13 bytes after it; kind 1 leases the id (count: its
-// deliveries so far), kind 2 ends it.
-const LeaseRecordSize = leaseRecSize
-
-const (
-	leasesName    = "leases"
-	leaseRecSize  = 17
-	leaseKindHold = 1 // the message is leased; count is its deliveries so far
-	leaseKindDone = 2 // acked, popped for good, or moved to the DLQ
-)
-
-func appendLeaseRec(dst []byte, kind byte, id uint64, count uint32) []byte {
-	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, kind)
-	dst = binary.LittleEndian.AppendUint64(dst, id)
-	dst = binary.LittleEndian.AppendUint32(dst, count)
-	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], crcTable))
-	return dst
-}
-
-// DecodeLeaseLog parses a lease log: for each id the delivery count of its
-// last lease record and whether a done record followed. bad counts records
-// whose CRC or kind is wrong (skipped); torn is the length of an incomplete
-// record at the end.
-func DecodeLeaseLog(b []byte) (count map[uint64]uint32, done map[uint64]bool, bad, torn int) {
-	count, done = map[uint64]uint32{}, map[uint64]bool{}
-	for len(b) >= leaseRecSize {
-		r := b[:leaseRecSize]
-		b = b[leaseRecSize:]
-		if crc32.Checksum(r[4:], crcTable) != binary.LittleEndian.Uint32(r) {
-			bad++
-			continue
-		}
-		id := binary.LittleEndian.Uint64(r[5:])
-		switch r[4] {
-		case leaseKindHold:
-			count[id] = binary.LittleEndian.Uint32(r[13:])
-			delete(done, id)
-		case leaseKindDone:
-			done[id] = true
-		default:
-			bad++
-		}
-	}
-	return count, done, bad, len(b)
-}
-
 // leaseSnapshotLocked encodes the live state of the lease log: one lease
 // record per held message.
 func (q *queue) leaseSnapshotLocked() []byte {
-	buf := make([]byte, 0, len(q.held)*leaseRecSize)
+	buf := make([]byte, 0, len(q.held)*format.LeaseRecordSize)
 	for id, m := range q.held {
-		buf = appendLeaseRec(buf, leaseKindHold, id, m.count)
+		buf = format.AppendLeaseRecord(buf, format.LeaseHold, id, m.count)
 	}
 	return buf
 }
@@ -89,16 +39,16 @@ func (q *queue) writeLeaseLog(cb *cursorBatch) error {
 			q.leaseFile.Close()
 			q.leaseFile = nil
 		}
-		if err := atomicfile.Replace(q.dir, leasesName, cb.log); err != nil {
+		if err := atomicfile.Replace(q.dir, format.LeasesFile, cb.log); err != nil {
 			return err
 		}
-		q.leaseRecs = len(cb.log) / leaseRecSize
+		q.leaseRecs = len(cb.log) / format.LeaseRecordSize
 		q.leaseRewrite = false
 		return nil
 	}
-	path := filepath.Join(q.dir, leasesName)
+	path := filepath.Join(q.dir, format.LeasesFile)
 	if q.leaseFile == nil {
-		f, err := atomicfile.OpenAppend(q.dir, leasesName)
+		f, err := atomicfile.OpenAppend(q.dir, format.LeasesFile)
 		if err != nil {
 			q.leaseRewrite = true
 			return err
@@ -119,7 +69,7 @@ func (q *queue) writeLeaseLog(cb *cursorBatch) error {
 		q.leaseFile = nil
 		return fmt.Errorf("append to lease log %s: %w", path, err)
 	}
-	q.leaseRecs += len(cb.log) / leaseRecSize
+	q.leaseRecs += len(cb.log) / format.LeaseRecordSize
 	return nil
 }
 
@@ -139,7 +89,7 @@ func (q *queue) syncLeaseLog() error {
 // its delivery count, its body read from its segment. The log is then
 // rewritten with those alone.
 func (q *queue) loadLeases() error {
-	raw, err := os.ReadFile(filepath.Join(q.dir, leasesName))
+	raw, err := os.ReadFile(filepath.Join(q.dir, format.LeasesFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -149,7 +99,7 @@ func (q *queue) loadLeases() error {
 	if len(raw) == 0 {
 		return nil // nothing held (a retired queue's, lifecycle.go): nothing to rewrite
 	}
-	count, done, bad, torn := DecodeLeaseLog(raw)
+	count, done, bad, torn := format.DecodeLeaseLog(raw)
 	if bad > 0 {
 		q.log.Error("lease log has corrupt records; they were skipped (a skipped ack delivers its message again)", "records", bad)
 	}
@@ -186,10 +136,10 @@ func (q *queue) loadLeases() error {
 	}
 	q.dueLocked()
 	snap := q.leaseSnapshotLocked()
-	if err := atomicfile.Replace(q.dir, leasesName, snap); err != nil {
+	if err := atomicfile.Replace(q.dir, format.LeasesFile, snap); err != nil {
 		q.releaseMemory() // the queue does not open: its held bodies go back
 		return err
 	}
-	q.leaseRecs = len(snap) / leaseRecSize
+	q.leaseRecs = len(snap) / format.LeaseRecordSize
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
@@ -333,7 +334,7 @@ func (q *queue) closeFiles() {
 // bytes, so that reopening it reads and rewrites nothing. A cut lost in a
 // crash leaves the old log, which holds nothing live either.
 func (q *queue) emptyLeaseLog() {
-	if err := atomicfile.Truncate(filepath.Join(q.dir, leasesName), 0); err != nil {
+	if err := atomicfile.Truncate(filepath.Join(q.dir, format.LeasesFile), 0); err != nil {
 		q.log.Warn("could not empty the lease log; the next open rewrites it", "err", err)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -223,7 +224,7 @@ func (q *queue) ackAll(msgs []Message) error {
 		heap.Remove(&q.hidden, m.idx)
 		q.delHeldLocked(m)
 		q.leased--
-		cb.log = appendLeaseRec(cb.log, leaseKindDone, m.rec.ID, 0)
+		cb.log = format.AppendLeaseRecord(cb.log, format.LeaseDone, m.rec.ID, 0)
 		cb.undo = append(cb.undo, func() {
 			q.putHeldLocked(m)
 			heap.Push(&q.hidden, m)

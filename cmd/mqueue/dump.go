@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mqueue/mqueue/engine"
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -113,9 +114,9 @@ const (
 	// metaName is segment's (unexported) name for a sealed segment's summary.
 	metaName = "meta"
 	// The cursor and hwm formats belong to engine/cursor.go.
-	cursorFileName = engine.CursorFileName
-	hwmFileName    = engine.HWMFileName
-	hwmSize        = engine.HWMFileSize
+	cursorFileName = format.CursorFile
+	hwmFileName    = format.HWMFile
+	hwmSize        = format.HWMFileSize
 	// maxTimeMs is 9999-12-31T23:59:59.999Z; larger values are not times.
 	maxTimeMs = 253402300799999
 )
@@ -915,7 +916,7 @@ func readCursor(dir string) (cursorInfo, error) {
 		return cursorInfo{State: "unreadable"}, err
 	}
 	defer f.Close()
-	var raw [engine.CursorFileSize]byte
+	var raw [format.CursorFileSize]byte
 	n, err := f.ReadAt(raw[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return cursorInfo{State: "unreadable"}, err
@@ -928,7 +929,7 @@ func readCursor(dir string) (cursorInfo, error) {
 		c.State = "empty"
 		return c, nil
 	}
-	if readID, seq, slot, ok := engine.DecodeCursor(raw[:n]); ok {
+	if readID, seq, slot, ok := format.DecodeCursor(raw[:n]); ok {
 		c.State, c.Seq, c.ReadID, c.Slot = "ok", seq, readID, slot
 	}
 	return c, nil
@@ -953,14 +954,14 @@ func readHWM(dir string) (hwmInfo, error) {
 	if fi, err := f.Stat(); err == nil {
 		h.Bytes = fi.Size()
 	}
-	if v, ok := engine.DecodeHWM(b[:n]); ok {
+	if v, ok := format.DecodeHWM(b[:n]); ok {
 		h.State, h.Value = "ok", v
 	}
 	return h, nil
 }
 
-// leasesFileName is the queue's lease log (engine/leaselog.go).
-const leasesFileName = "leases"
+// leasesFileName is the queue's lease log.
+const leasesFileName = format.LeasesFile
 
 // readLeases reads a queue's lease log as the engine does at start; nil
 // when there is none.
@@ -972,8 +973,8 @@ func readLeases(dir string) (*leasesInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	count, done, bad, torn := engine.DecodeLeaseLog(raw)
-	li := &leasesInfo{Records: len(raw) / engine.LeaseRecordSize, Bad: bad, Torn: torn, Held: []uint64{}}
+	count, done, bad, torn := format.DecodeLeaseLog(raw)
+	li := &leasesInfo{Records: len(raw) / format.LeaseRecordSize, Bad: bad, Torn: torn, Held: []uint64{}}
 	for id := range count {
 		if !done[id] {
 			li.Held = append(li.Held, id)
