@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"syscall"
 )
@@ -148,6 +149,82 @@ func (r *Reader) peek(need int) ([]byte, error) {
 		return nil, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
 	}
 	return r.buf[:min(n, need)], nil
+}
+
+// Frame is one frame of a segment, as Frames walks it: a good record, or a
+// bad frame (Err set; Err.Kind says what is wrong).
+type Frame struct {
+	Offset int64 // where the frame starts in the file
+	End    int64 // where the next frame starts (for a framing error, where reading stopped)
+	// Record is the good record (Err nil). Its payload is valid until
+	// the walk goes on.
+	Record Record
+	Err    *CorruptionError
+}
+
+// Frames walks the segment from the Reader's position, frame by frame:
+// good records and bad frames alike, the rules of Next deciding which is
+// which. The walk ends at the clean end of the file (ZeroTail then says how
+// many zero bytes follow), after a framing error (the last frame yielded),
+// or with an I/O error, yielded with a zero Frame. Scan is built on it, and
+// mqueue dump prints it.
+func (r *Reader) Frames() iter.Seq2[Frame, error] {
+	return func(yield func(Frame, error) bool) {
+		for {
+			at := r.off
+			rec, err := r.Next()
+			var ce *CorruptionError
+			switch {
+			case err == nil:
+				if !yield(Frame{Offset: at, End: r.off, Record: rec}, nil) {
+					return
+				}
+			case errors.As(err, &ce):
+				if !yield(Frame{Offset: ce.Offset, End: r.off, Err: ce}, nil) || ce.Framing() {
+					return
+				}
+			case errors.Is(err, io.EOF):
+				return
+			default:
+				yield(Frame{Offset: at, End: at}, err)
+				return
+			}
+		}
+	}
+}
+
+// StoredHeader is the fixed header of a frame as the file holds it, read
+// without checking its CRC: what an operator needs to judge a bad record.
+type StoredHeader struct {
+	ID         uint64
+	EnqueuedAt int64 // unix ms
+	ExpiresAt  int64 // unix ms; 0 = never
+	// Rest is what follows the fixed header in the entry: the delay, key
+	// and payload, as far as frame holds them.
+	Rest []byte
+	// RestLen is the length of Rest that the frame's length prefix says.
+	RestLen int
+}
+
+// ReadStoredHeader decodes the frame (its uvarint length prefix and entry)
+// at the start of b without trusting it. ok is false when the prefix
+// does not say frameBytes in all, or the entry is shorter than a header.
+func ReadStoredHeader(b []byte, frameBytes int64) (h StoredHeader, ok bool) {
+	k, size := frame(b)
+	if k <= 0 || size < HeaderSize || int64(k)+int64(size) != frameBytes {
+		return StoredHeader{}, false
+	}
+	entry := b[k:]
+	if len(entry) < HeaderSize {
+		return StoredHeader{}, false
+	}
+	return StoredHeader{
+		ID:         binary.LittleEndian.Uint64(entry[5:]),
+		EnqueuedAt: int64(binary.LittleEndian.Uint64(entry[13:])),
+		ExpiresAt:  int64(binary.LittleEndian.Uint64(entry[21:])),
+		Rest:       entry[HeaderSize:],
+		RestLen:    int(size) - HeaderSize,
+	}, true
 }
 
 // Next returns the next record. At the clean end of the file it returns

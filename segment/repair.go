@@ -102,28 +102,11 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	var pending []*CorruptionError // bad records after the last good one so far
 	var pendingSummary = res.Summary
 	var open *CorruptionError // the first record of an atomic batch not yet ended
-	for {
-		start := r.off
-		rec, err := r.Next()
-		var ce *CorruptionError
-		switch {
-		case err == nil:
-			pendingSummary.Add(&rec)
-			pendingSummary.Records = r.n
-			if rec.More {
-				// Good, but it counts only once its batch ends.
-				if open == nil {
-					open = r.corrupt(CorruptCutBatch, start, rec.ID, errors.New("atomic batch cut short: its last record is missing"))
-				}
-				continue
-			}
-			open = nil
-			res.Corrupt = append(res.Corrupt, pending...)
-			pending = pending[:0]
-			res.Summary = pendingSummary
-			res.ValidSize = r.off
-			continue
-		case errors.As(err, &ce):
+	for f, err := range r.Frames() {
+		if err != nil {
+			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+		}
+		if ce := f.Err; ce != nil {
 			switch {
 			case len(pending) < maxPending:
 				pending = append(pending, ce)
@@ -132,13 +115,23 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 				// first ones and count the rest, so memory stays bounded.
 				pending = append(pending, r.corrupt(CorruptMore, ce.Offset, ce.ID, errors.New("more bad records follow, not listed one by one")))
 			}
-			if !ce.Framing() {
-				continue
-			}
-		case !errors.Is(err, io.EOF):
-			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+			continue
 		}
-		break
+		rec := &f.Record
+		pendingSummary.Add(rec)
+		pendingSummary.Records = r.n
+		if rec.More {
+			// Good, but it counts only once its batch ends.
+			if open == nil {
+				open = r.corrupt(CorruptCutBatch, f.Offset, rec.ID, errors.New("atomic batch cut short: its last record is missing"))
+			}
+			continue
+		}
+		open = nil
+		res.Corrupt = append(res.Corrupt, pending...)
+		pending = pending[:0]
+		res.Summary = pendingSummary
+		res.ValidSize = f.End
 	}
 	switch {
 	case open != nil:

@@ -716,3 +716,41 @@ func TestFrameSizeIsWhatAppendWrites(t *testing.T) {
 		}
 	}
 }
+
+// Frames yields every frame in order, each ending where the next starts,
+// good and bad alike, and stops after a framing error.
+func TestFramesWalk(t *testing.T) {
+	dir := t.TempDir()
+	offs, _ := writeSegment(t, dir, 1, 6, true)
+	path := DataPath(dir, 1)
+	data, _ := os.ReadFile(path)
+	data[offs[2]+40] ^= 1 // record 3: a bad CRC, reading goes on
+	data[offs[5]] = 0xFF  // record 6: a length past the end, reading stops
+	data[offs[5]+1] = 0xFF
+	os.WriteFile(path, data, 0o640)
+	r, err := OpenReader(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var kinds []string
+	next := int64(0)
+	for f, err := range r.Frames() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Offset != next {
+			t.Fatalf("frame at %d, the previous one ended at %d", f.Offset, next)
+		}
+		next = f.End
+		if f.Err != nil {
+			kinds = append(kinds, f.Err.Kind.String())
+			continue
+		}
+		kinds = append(kinds, fmt.Sprintf("good %d", f.Record.ID))
+	}
+	want := []string{"good 1", "good 2", "record", "good 4", "good 5", "framing"}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("frames %v, want %v", kinds, want)
+	}
+}

@@ -675,15 +675,18 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 // is false when --limit or an I/O error cut the read short; stopped when it
 // was --limit.
 func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader, raw *os.File, st *segState) (complete, stopped bool) {
-	for {
+	for f, err := range r.Frames() {
 		if d.werr != nil {
 			return false, true
 		}
-		at := r.Offset()
-		rec, err := r.Next()
-		var ce *segment.CorruptionError
+		if err != nil {
+			d.flushRun(st)
+			d.ioError(queue, base, fmt.Sprintf("queue %s segment %s offset %d: %v", queue, name, f.Offset, err))
+			return false, false
+		}
+		at, rec, ce := f.Offset, f.Record, f.Err
 		switch {
-		case err == nil:
+		case ce == nil:
 			d.flushRun(st)
 			st.good++
 			if st.good == 1 {
@@ -692,7 +695,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			st.lastID = rec.ID
 			st.sum.Add(&rec)
 			st.sum.Records = r.NextID() - base
-			st.validSize = r.Offset()
+			st.validSize = f.End
 			st.tailAt = -1
 			switch {
 			case !rec.More:
@@ -712,7 +715,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.shown++
 			d.emit(d.recordEvent(queue, base, at, &rec))
-		case errors.As(err, &ce) && ce.Framing():
+		case ce.Framing():
 			d.flushRun(st)
 			st.framing = 1
 			if st.tailAt < 0 {
@@ -730,12 +733,12 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			d.shown++
 			d.emit(ev)
 			return true, false
-		case errors.As(err, &ce):
+		default:
 			st.bad++
 			if st.tailAt < 0 {
 				st.tailAt = ce.Offset
 			}
-			frameBytes := r.Offset() - ce.Offset
+			frameBytes := f.End - ce.Offset
 			reason := reasonText(ce)
 			stored := d.readStored(raw, ce.Offset, frameBytes)
 			if stored == nil && st.run != nil && st.run.Reason == reason && st.run.Offset+st.run.Bytes == ce.Offset {
@@ -763,14 +766,9 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.shown++
 			d.emit(ev)
-		case errors.Is(err, io.EOF):
-			return true, false
-		default:
-			d.flushRun(st)
-			d.ioError(queue, base, fmt.Sprintf("queue %s segment %s offset %d: %v", queue, name, r.Offset(), err))
-			return false, false
 		}
 	}
+	return true, false // the clean end of the file
 }
 
 // reasonText is a CorruptionError's reason without the "segment: corrupt
@@ -820,25 +818,17 @@ func (d *dumper) readStored(raw *os.File, off, frameBytes int64) *storedHeader {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil
 	}
-	buf = buf[:n]
-	size, k := binary.Uvarint(buf)
-	if k <= 0 || size < segment.HeaderSize || int64(k)+int64(size) != frameBytes {
+	h, ok := segment.ReadStoredHeader(buf[:n], frameBytes)
+	if !ok {
 		return nil
 	}
-	entry := buf[k:]
-	if len(entry) < segment.HeaderSize {
-		return nil
-	}
-	enq := int64(binary.LittleEndian.Uint64(entry[13:]))
-	exp := int64(binary.LittleEndian.Uint64(entry[21:]))
-	payloadLen := int(size) - segment.HeaderSize
-	payload := entry[segment.HeaderSize:]
+	payloadLen, payload := h.RestLen, h.Rest
 	s := &storedHeader{
-		ID:           binary.LittleEndian.Uint64(entry[5:]),
-		EnqueuedAt:   formatTime(enq),
-		EnqueuedAtMs: enq,
-		ExpiresAt:    expiry(exp),
-		ExpiresAtMs:  exp,
+		ID:           h.ID,
+		EnqueuedAt:   formatTime(h.EnqueuedAt),
+		EnqueuedAtMs: h.EnqueuedAt,
+		ExpiresAt:    expiry(h.ExpiresAt),
+		ExpiresAtMs:  h.ExpiresAt,
 		Size:         payloadLen,
 	}
 	s.Preview, _ = preview(payload)
