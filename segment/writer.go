@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/mqueue/mqueue/segment/atomicfile"
 	"github.com/tidwall/wal"
@@ -39,11 +38,11 @@ import (
 type Writer struct {
 	queueDir   string
 	sum        Summary
-	f          *os.File // O_RDWR; nil once sealed or closed
-	alloc      int64    // size of the file: the records, then zeros
-	noPrealloc bool     // zero-filling failed once (a full disk): append only
-	allocLimit int64    // zero-fill no further than this file size (negative: no limit)
-	buf        []byte   // the frames of the batch being written, reused
+	f          File   // the records file, O_RDWR (file.go); nil once sealed or closed
+	alloc      int64  // size of the file: the records, then zeros
+	noPrealloc bool   // zero-filling failed once (a full disk): append only
+	allocLimit int64  // zero-fill no further than this file size (negative: no limit)
+	buf        []byte // the frames of the batch being written, reused
 	broken     error
 }
 
@@ -90,7 +89,7 @@ func countEntries(queueDir string, base, want uint64) error {
 // openAppend opens the records file for writing at its end, which must be
 // at size (the file holds only records).
 func openAppend(queueDir string, base uint64, size int64) (*Writer, error) {
-	f, err := os.OpenFile(DataPath(queueDir, base), os.O_RDWR, 0)
+	f, err := openFile(DataPath(queueDir, base))
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +268,7 @@ func (w *Writer) Sync() error {
 	if w.broken != nil {
 		return fmt.Errorf("fsync segment %020d: %w", w.sum.Base, ErrBroken)
 	}
-	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := w.f.Datasync(); err != nil {
 		w.broken = err
 		return fmt.Errorf("fdatasync segment %020d: %w", w.sum.Base, err)
 	}
