@@ -12,380 +12,27 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relQueue is the queue the reliability tests load.
 const relQueue = "rel"
-
-const (
-	relReadyLimit  = 20 * time.Second // process start to /readyz 200
-	relClientLimit = 10 * time.Second // one request
-	relDrainLimit  = 60 * time.Second // one drain
-	relExitLimit   = 15 * time.Second // SIGTERM to exit
-)
-
-// relRequireAll is set in CI: a missing prerequisite fails instead of
-// skipping.
-var relRequireAll = os.Getenv("MQUEUE_TEST_REQUIRE_ALL") == "1"
-
-// relUnavailable skips t with a printed reason, or fails it under
-// MQUEUE_TEST_REQUIRE_ALL=1.
-func relUnavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if relRequireAll {
-		t.Fatalf("%s (MQUEUE_TEST_REQUIRE_ALL=1, so this fails instead of skipping)", msg)
-	}
-	t.Skipf("skipping: %s (set MQUEUE_TEST_REQUIRE_ALL=1 to make this fail)", msg)
-}
-
-// relNeedRoot skips (or fails, see relUnavailable) unless we are root.
-func relNeedRoot(t testing.TB, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		relUnavailable(t, "needs root (%s)", why)
-	}
-}
-
-// relNeedTool returns the path of a command, or skips (fails) without it.
-func relNeedTool(t testing.TB, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		relUnavailable(t, "needs %s (Debian package %s): %v", name, pkg, err)
-	}
-	return p
-}
-
-// relLong skips a test that runs the real binary when -short is given.
-func relLong(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs the real binary; skipped with -short")
-	}
-}
-
-// relBuild builds the server binary (without -race: the tests race the
-// process, not the code) into the test's temp dir. The build cache makes
-// this a link step after the first test.
-func relBuild(t testing.TB) string {
-	t.Helper()
-	return relBuildRace(t, false)
-}
-
-// relBuildRace is relBuild, with -race when race is set.
-func relBuildRace(t testing.TB, race bool) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if os.Getenv("GOROOT") == "" {
-			t.Fatalf("no go command in PATH to build the server: %v", err)
-		}
-	}
-	root := filepath.Join("..", "..")
-	if out, err := exec.Command(goBin, "env", "GOMOD").Output(); err == nil {
-		if mod := strings.TrimSpace(string(out)); mod != "" && mod != os.DevNull {
-			root = filepath.Dir(mod)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "mqueue")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"build", "-o", bin}
-	if race {
-		args = append(args, "-race")
-	}
-	args = append(args, "./cmd/mqueue")
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = root
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s (in %s): %v\n%s", strings.Join(args, " "), root, err, out)
-	}
-	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
-	return bin
-}
-
-// relTempDir is t.TempDir(), or with MQUEUE_REL_KEEP=1 a directory that
-// is kept after the test (its path is logged) for a post-mortem.
-func relTempDir(t testing.TB) string {
-	t.Helper()
-	if os.Getenv("MQUEUE_REL_KEEP") != "1" {
-		return t.TempDir()
-	}
-	d, err := os.MkdirTemp("", "mqueue-rel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("MQUEUE_REL_KEEP=1: files kept in %s", d)
-	return d
-}
-
-// relFreeAddr returns a loopback address that was free a moment ago.
-func relFreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// relEnv is the child's environment: ours without MQUEUE_* variables.
-func relEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// relConfig says how to run one server process.
-type relConfig struct {
-	bin    string
-	data   string
-	flags  []string // serve flags besides --addr and --data
-	wrap   []string // a command the server runs under, e.g. strace ... --
-	logDir string
-	name   string // of the log file
-}
-
-// relServer is one server process (and its wrapper) in its own process
-// group, killed in t.Cleanup if it still runs.
-type relServer struct {
-	t       testing.TB
-	cmd     *exec.Cmd
-	addr    string
-	base    string // http://127.0.0.1:PORT
-	logPath string
-	started time.Time
-	exited  chan struct{}
-	waitErr error // valid once exited is closed
-	wrapped bool  // runs under c.wrap
-}
-
-// relLaunch starts the process and returns at once.
-func relLaunch(t testing.TB, c relConfig) *relServer {
-	t.Helper()
-	addr := relFreeAddr(t)
-	logPath := filepath.Join(c.logDir, c.name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close() // the child has its own descriptor
-	args := append([]string{}, c.wrap...)
-	args = append(args, c.bin, "serve", "--addr", addr, "--data", c.data)
-	args = append(args, c.flags...)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = relEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &relServer{t: t, cmd: cmd, addr: addr, base: "http://" + addr, logPath: logPath, exited: make(chan struct{}), wrapped: len(c.wrap) > 0}
-	s.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", args[0], err)
-	}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(s.kill)
-	return s
-}
-
-// errRelExited is returned by waitReady when the process died first.
-var errRelExited = errors.New("server exited before it was ready")
-
-// waitReady polls /readyz until 200 and returns the time since the start.
-func (s *relServer) waitReady(limit time.Duration) (time.Duration, error) {
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	deadline := s.started.Add(limit)
-	for {
-		resp, err := client.Get(s.base + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(s.started), nil
-			}
-		}
-		select {
-		case <-s.exited:
-			return 0, fmt.Errorf("%w (%v)", errRelExited, s.waitErr)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("not ready within %v", limit)
-		}
-	}
-}
-
-// relStartReady starts a server and waits for it to be ready, retrying on
-// a port another test grabbed; any other failure fails the test.
-func relStartReady(t testing.TB, c relConfig) (*relServer, time.Duration) {
-	t.Helper()
-	var last string
-	for attempt := 0; attempt < 3; attempt++ {
-		s := relLaunch(t, c)
-		ready, err := s.waitReady(relReadyLimit)
-		if err == nil {
-			return s, ready
-		}
-		s.kill()
-		last = fmt.Sprintf("%v; log %s:\n%s", err, s.logPath, s.logTail())
-		if !strings.Contains(s.logTail(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("start %s: %s", c.name, last)
-	return nil, 0
-}
-
-// alive reports whether the process still runs.
-func (s *relServer) alive() bool {
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill SIGKILLs the whole process group and reaps the process.
-func (s *relServer) kill() {
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.t.Errorf("pid %d did not die within 10s of SIGKILL", s.cmd.Process.Pid)
-	}
-}
-
-// term sends SIGTERM and waits for the exit; it returns how long that took
-// and the exit error (nil for status 0).
-func (s *relServer) term(limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	pid := s.cmd.Process.Pid
-	if s.wrapped {
-		// The server is the wrapper's (strace's) child: signal it, and the
-		// wrapper exits as it does.
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
-			pid, _ = strconv.Atoi(f[0])
-		}
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return 0, fmt.Errorf("SIGTERM: %w", err)
-	}
-	select {
-	case <-s.exited:
-		return time.Since(start), s.waitErr
-	case <-time.After(limit):
-		s.kill()
-		return time.Since(start), fmt.Errorf("no exit within %v of SIGTERM", limit)
-	}
-}
-
-// killedBySignal reports whether the process (or its strace wrapper, which
-// dies the same way) was killed by sig.
-func (s *relServer) killedBySignal(sig syscall.Signal) bool {
-	var ee *exec.ExitError
-	if !errors.As(s.waitErr, &ee) {
-		return false
-	}
-	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == sig
-}
-
-// logText returns the whole log.
-func (s *relServer) logText() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b)
-}
-
-// logTail returns the end of the log.
-func (s *relServer) logTail() string {
-	b := s.logText()
-	if len(b) > 3000 {
-		b = "..." + b[len(b)-3000:]
-	}
-	return b
-}
-
-// relLogPanics returns the log lines that show a panic or a fatal error.
-func relLogPanics(log string) []string {
-	var out []string
-	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, "panic") || strings.HasPrefix(l, "fatal error") || strings.Contains(l, "DATA RACE") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// relMetric returns the value of one sample of /metrics (the first line
-// starting with name, labels included), or -1 when there is none.
-func relMetric(t testing.TB, client *http.Client, base, name string) float64 {
-	t.Helper()
-	resp, err := client.Get(base + "/metrics")
-	if err != nil {
-		t.Errorf("GET /metrics: %v", err)
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}
-
-// relClient is a keep-alive client whose idle connections are closed in
-// t.Cleanup (goleak checks the package).
-func relClient(t testing.TB) *http.Client {
-	c := &http.Client{
-		Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
-		Timeout:   relClientLimit,
-	}
-	t.Cleanup(c.CloseIdleConnections)
-	return c
-}
 
 // relBody is what is sent for key: the key, a bar and a filler derived from
 // the key, 64..(64+spread-1) bytes in all, so that a corrupt or mixed-up
@@ -1034,8 +681,8 @@ func (w *relWorkers) run(t testing.TB, producers, consumers int) (wait func()) {
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(relClientLimit + 5*time.Second):
-			t.Fatalf("life %d: workers still busy %v after stop", w.life, relClientLimit+5*time.Second)
+		case <-time.After(proctest.ClientLimit + 5*time.Second):
+			t.Fatalf("life %d: workers still busy %v after stop", w.life, proctest.ClientLimit+5*time.Second)
 		}
 	}
 }
@@ -1045,7 +692,7 @@ func (w *relWorkers) run(t testing.TB, producers, consumers int) (wait func()) {
 // that the queue stays empty. It returns the number of 200s.
 func relDrain(t testing.TB, w *relWorkers, consumers int) int {
 	t.Helper()
-	deadline := time.Now().Add(relDrainLimit)
+	deadline := time.Now().Add(proctest.DrainLimit)
 	var n atomic.Int64
 	var late atomic.Bool
 	var wg sync.WaitGroup
@@ -1069,7 +716,7 @@ func relDrain(t testing.TB, w *relWorkers, consumers int) int {
 	}
 	wg.Wait()
 	if late.Load() {
-		t.Fatalf("life %d: queue not drained within %v", w.life, relDrainLimit)
+		t.Fatalf("life %d: queue not drained within %v", w.life, proctest.DrainLimit)
 	}
 	if st := w.consumeOne("drain-check", 1); st != http.StatusNoContent {
 		t.Errorf("life %d: after the drain a long poll answered %d, want 204", w.life, st)
@@ -1384,15 +1031,4 @@ func (l *relLedger) statusSummary() string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, " ")
-}
-
-// relRun runs cmd with a timeout and returns its combined output.
-func relRun(limit time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
 }
