@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Torn and corrupt files at the binary level: a real server fills a data
 // directory and stops; the test damages the files the way a crash, a power

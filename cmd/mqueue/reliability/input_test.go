@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Bad input at the binary level: hostile queue names, garbage headers and
 // parameters, and slowloris connections. 0 panics, 0 5xx.

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // A consumer that reads its backlog from disk while the active segment is
 // empty: the state right after the compactor seals an aged segment (no

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Power loss: the data directory lives on ext4 on a loop device; mid-load
 // `xfs_io -x -c shutdown MNT` (no -f: the journal is not flushed) makes the

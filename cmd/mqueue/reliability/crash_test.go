@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // End-to-end crash test: the real binary, kill -9 under load, restart on the
 // same data directory, and a ledger of what every client was told.
@@ -76,10 +76,10 @@ const (
 	crashSpread         = 512 // body size spread: 64..575 bytes
 )
 
-// The server is built, started and stopped with the rel* helpers of
-// reliability_helpers_test.go, and its clients' answers are recorded and
-// checked with their ledger (relLedger, whose check holds the cut-GET
-// matching described above); the ready limit is proctest.ReadyLimit (20 s), one
+// The server is built, started and stopped with cmd/mqueue/proctest, and
+// its clients' answers are recorded and checked with the ledger
+// (ledger_test.go; check_test.go holds the cut-GET matching described
+// above); the ready limit is proctest.ReadyLimit (20 s), one
 // request proctest.ClientLimit, SIGTERM to exit proctest.ExitLimit (drain-grace + 10 s
 // + slack).
 

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Deterministic crash points: the server runs under strace, which delivers
 // SIGKILL on entering the N-th call of one system call (fsync, mkdirat,

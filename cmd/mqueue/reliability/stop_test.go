@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Disk full on a real tmpfs and SIGTERM under load, at the binary level.
 

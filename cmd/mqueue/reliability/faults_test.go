@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // fsync and write errors on a running server, injected by strace on one
 // file (-P): the failed batch gets no 2xx, the segment is repaired (log line
