@@ -203,7 +203,9 @@ func (q *queue) shutdown() error {
 	} else if err := q.writer.Close(); err != nil {
 		fail("final segment fsync", err)
 	} else if err := writeHWM(q.dir, q.nextID); err != nil {
-		fail("final hwm write", err)
+		// Not a close error: the bound reserved ahead stays, and ids go
+		// on from it (a gap, nothing lost). A full disk fails it.
+		q.log.Warn("final hwm write failed; ids go on from the bound reserved ahead", "err", err)
 	}
 	q.countFile() // Close cut the zero-filled space off
 	q.mu.Lock()

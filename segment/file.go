@@ -24,6 +24,16 @@ type osFile struct{ *os.File }
 // Datasync is fdatasync(2).
 func (f osFile) Datasync() error { return syscall.Fdatasync(int(f.Fd())) }
 
+// WrapFile puts wrap around the Writer's records file: a seam for fault
+// injection in the tests of packages that use a Writer (the engine's),
+// as this package's own tests do with faultyFile. A reopened file
+// (Recover) is not wrapped again.
+func (w *Writer) WrapFile(wrap func(File) File) {
+	if w.f != nil {
+		w.f = wrap(w.f)
+	}
+}
+
 // openFile opens a records file for a Writer. Tests of this package wrap
 // what it returns (faultyFile).
 var openFile = func(path string) (File, error) {

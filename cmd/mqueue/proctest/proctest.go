@@ -58,14 +58,23 @@ func NeedRoot(t testing.TB, why string) {
 	}
 }
 
-// NeedTool returns the path of a command, or skips (fails) without it.
+// NeedTool returns the path of a command, looking in PATH and then in the
+// sbin directories a non-root PATH often lacks, or skips (fails, see
+// Unavailable) without it.
 func NeedTool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
-	if err != nil {
-		Unavailable(t, "needs %s (Debian package %s): %v", name, pkg, err)
+	if err == nil {
+		return p
 	}
-	return p
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/local/go/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, serr := os.Stat(p); serr == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	Unavailable(t, "needs %s (Debian package %s): %v", name, pkg, err)
+	return ""
 }
 
 // Long skips a test that runs the real binary when -short is given.
