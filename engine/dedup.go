@@ -30,6 +30,17 @@ import (
 // file is JSON Lines, appended and fsynced before the segment goes, and
 // rewritten with the live lines once most of it is stale.
 
+// dedup is a queue's idempotency key index, guarded by the queue's mu: the
+// keys within DedupWindow (committed or pending), in id order for pruning,
+// and the bookkeeping of the keys file.
+type dedup struct {
+	keys     map[string]keyEntry
+	keyOrder []keyRef // the committed keys by id, for pruning
+	// keyLines and carriedLive count the keys file's lines and the live
+	// keys it holds; the compactor rewrites it when most lines are stale.
+	keyLines, carriedLive int
+}
+
 // keyRef is one committed key in keyOrder.
 type keyRef struct {
 	key string

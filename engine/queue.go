@@ -106,11 +106,7 @@ type queue struct {
 	stopped     chan struct{}
 	closeErr    error // what the final close failed at; set before stopped is closed
 
-	keys     map[string]keyEntry // idempotency keys (dedup.go), under mu
-	keyOrder []keyRef            // the committed keys by id, for pruning
-	// keyLines and carriedLive count the keys file's lines and the live
-	// keys it holds; the compactor rewrites it when most lines are stale.
-	keyLines, carriedLive int
+	dedup // idempotency keys (dedup.go), under mu
 
 	// Leases (lease.go, held.go), under mu.
 	held      map[uint64]*heldMsg // leased, delayed, visible again or moving to the DLQ
