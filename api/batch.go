@@ -25,7 +25,7 @@ const (
 	// taken, so a response may pass it by one message).
 	MaxBatchBytes = 10 << 20
 	// MaxIdempotencyKey is the longest Idempotency-Key, in bytes.
-	MaxIdempotencyKey = 128
+	MaxIdempotencyKey = engine.MaxKeyLen
 	// MaxDelaySeconds is the largest delay a message (or a nack) may ask for.
 	MaxDelaySeconds = 604800
 	// MaxLeaseSeconds is the longest lease (12 hours, as SQS's visibility

@@ -83,6 +83,8 @@ func (s *Server) engineError(c *gin.Context, op, queue string, err error) {
 	switch {
 	case errors.Is(err, engine.ErrInvalidQueueName):
 		abortError(c, http.StatusBadRequest, CodeInvalidQueueName, "queue names match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+	case errors.Is(err, engine.ErrInvalidKey), errors.Is(err, engine.ErrReservedKey):
+		abortError(c, http.StatusBadRequest, CodeInvalidKey, fmt.Sprintf("Idempotency-Key must be one header of 1 to %d printable ASCII characters", MaxIdempotencyKey))
 	case errors.Is(err, engine.ErrEmptyMessage):
 		abortError(c, http.StatusBadRequest, CodeEmptyMessage, "a message needs at least one byte")
 	case errors.Is(err, engine.ErrQueueFull):

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // The drain contract (SPEC.md): on SIGTERM /readyz answers 503 at once while
@@ -35,45 +37,16 @@ const (
 	checkSlack = time.Second
 )
 
-// requireAll makes a missing tool fail the test instead of skipping it (CI).
-var requireAll = os.Getenv("MQUEUE_TEST_REQUIRE_ALL") == "1"
-
 // toolTimeout bounds every external tool run.
 const toolTimeout = 2 * time.Minute
 
-// unavailable skips t with reason, or fails it when MQUEUE_TEST_REQUIRE_ALL=1.
-func unavailable(t *testing.T, reason string) {
-	t.Helper()
-	if requireAll {
-		t.Fatalf("%s (MQUEUE_TEST_REQUIRE_ALL=1, so this fails instead of skipping)", reason)
-	}
-	t.Skipf("skipping: %s (set MQUEUE_TEST_REQUIRE_ALL=1 to make this fail)", reason)
-}
+// The skip-or-fail helpers, the free port and the child's environment are
+// cmd/mqueue/proctest's, shared with the other end-to-end tests.
 
-// requireTool returns the path of the executable name, looking in PATH and
-// then in the sbin directories a non-root PATH often lacks. When it is not
-// found the test skips, or fails under MQUEUE_TEST_REQUIRE_ALL=1.
+// requireTool returns the path of the executable name (proctest.NeedTool).
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/local/go/bin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	unavailable(t, name+" is not installed (not in PATH nor in the sbin directories)")
-	return ""
-}
-
-// requireRoot skips (or fails under MQUEUE_TEST_REQUIRE_ALL=1) unless root.
-func requireRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		unavailable(t, "not root: "+why)
-	}
+	return proctest.NeedTool(t, name, name)
 }
 
 // runTool runs name with args in dir (the package directory when empty),
@@ -634,11 +607,11 @@ func vrrpInterface(want string) (string, bool) {
 // eth0 the checked copy names one it has.
 func TestKeepalivedConfigValid(t *testing.T) {
 	ka := requireTool(t, "keepalived")
-	requireRoot(t, "keepalived -t checks interfaces and IPVS as root")
+	proctest.NeedRoot(t, "keepalived -t checks interfaces and IPVS as root")
 	text := readFile(t, "keepalived.conf")
 	ifname, ok := vrrpInterface("eth0")
 	if !ok {
-		unavailable(t, "no non-loopback multicast interface for keepalived's VRRP check")
+		proctest.Unavailable(t, "%s", "no non-loopback multicast interface for keepalived's VRRP check")
 	}
 	if ifname != "eth0" {
 		t.Logf("no eth0 here; checking with interface %s", ifname)
@@ -725,7 +698,7 @@ func TestLVSRealserverUsage(t *testing.T) {
 // namespace of its own (unshare --net), so the host's lo and sysctls are
 // never touched. 198.51.100.10 is a documentation address, never contacted.
 func TestLVSRealserverNetns(t *testing.T) {
-	requireRoot(t, "a network namespace needs root")
+	proctest.NeedRoot(t, "a network namespace needs root")
 	unshare := requireTool(t, "unshare")
 	requireTool(t, "ip")
 	requireTool(t, "sysctl")
@@ -747,7 +720,7 @@ ip -4 -o addr show dev lo
 	t.Logf("in a private network namespace:\n%s", out)
 	if err != nil {
 		if strings.Contains(out, "Operation not permitted") && strings.Contains(out, "unshare") {
-			unavailable(t, "this sandbox does not allow network namespaces: "+strings.TrimSpace(out))
+			proctest.Unavailable(t, "%s", "this sandbox does not allow network namespaces: "+strings.TrimSpace(out))
 		}
 		t.Fatalf("lvs-realserver.sh in a network namespace: %v", err)
 	}
@@ -858,17 +831,6 @@ func TestDeployEnvMatchesFlags(t *testing.T) {
 // ---------------------------------------------------------------------------
 // End to end: two nodes behind a real HAProxy; one drains.
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // proc is a child process whose exit is observed by a goroutine.
 type proc struct {
 	name string
@@ -890,11 +852,7 @@ func startProc(t *testing.T, name, addr string, path string, args ...string) *pr
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// The nodes' settings are the flags below, not whatever MQUEUE_* the
 	// test's environment happens to hold.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MQUEUE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = proctest.Env()
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("start %s: %v", name, err)
@@ -1031,7 +989,7 @@ func TestHAProxyDrain(t *testing.T) {
 	// Two nodes, each with its own data directory, on loopback only.
 	nodes := map[string]*proc{}
 	for _, name := range []string{"n1", "n2"} {
-		addr := freeAddr(t)
+		addr := proctest.FreeAddr(t)
 		nodes[name] = startProc(t, name, addr, bin, "serve",
 			"--addr", addr, "--data", filepath.Join(t.TempDir(), name),
 			"--drain-grace", drainGrace.String())
@@ -1047,7 +1005,7 @@ func TestHAProxyDrain(t *testing.T) {
 		}
 	}
 
-	front, stats := freeAddr(t), freeAddr(t)
+	front, stats := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	cfg := haproxyTestConfig(t, readFile(t, "haproxy.cfg"), [][2]string{
 		{"server n1 127.0.0.1:18081", "server n1 " + nodes["n1"].addr},
 		{"server n2 127.0.0.1:18082", "server n2 " + nodes["n2"].addr},

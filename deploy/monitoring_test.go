@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // The monitoring files: Prometheus alert rules with their promtool unit
@@ -361,7 +362,7 @@ type liveNode struct {
 func startLiveNode(t *testing.T) *liveNode {
 	t.Helper()
 	bin := mqueueBinary(t)
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	n := &liveNode{base: "http://" + addr, c: &http.Client{Timeout: 10 * time.Second}}
 	n.p = startProc(t, "mqueue", addr, bin, "serve", "--addr", addr,
 		"--data", filepath.Join(t.TempDir(), "data"), "--max-deliveries", "1", "--drain-grace", drainGrace.String())

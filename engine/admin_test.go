@@ -497,8 +497,8 @@ func TestRedriveOnceAcrossRestart(t *testing.T) {
 // enqueue paths either way: they start with 0x00.
 func TestRedriveKeysAreInternal(t *testing.T) {
 	recs := redriveRecords("a.dlq", []Message{{ID: 7, Body: []byte("x"), EnqueuedAt: time.UnixMilli(5)}}, time.Now())
-	if len(recs) != 1 || recs[0].Key[0] != 0 || len(recs[0].Key) > segment.MaxKeyLen {
-		t.Fatalf("key %q", recs[0].Key)
+	if len(recs) != 1 || recs[0].rec.Key[0] != 0 || len(recs[0].rec.Key) > segment.MaxKeyLen {
+		t.Fatalf("key %q", recs[0].rec.Key)
 	}
 }
 

@@ -1,56 +1,16 @@
 package engine
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 
-	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/engine/format"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
-
-// The cursor file holds the read position of a queue: the id of the next
-// message to deliver. It has two 512-byte slots, written in turn with
-// pwrite, each [seq u64][readID u64][crc32c u32] where the CRC covers seq and
-// readID. A torn write can only spoil the slot being written, whose fsync
-// had not returned, so no dequeue depending on it was answered; the other
-// slot still holds the previous position. Open takes the valid slot with the
-// higher seq.
-const (
-	cursorName     = "cursor"
-	cursorSlotSize = 512
-	cursorRecSize  = 20
-	// CursorFileName and CursorFileSize name and size a queue's cursor file,
-	// for offline tools (mqueue dump).
-	CursorFileName = cursorName
-	CursorFileSize = 2 * cursorSlotSize
-)
-
-// DecodeCursor reads the position out of the bytes of a cursor file (up to
-// CursorFileSize of them): the valid slot with the higher seq wins. ok is
-// false when no slot is valid. Safe for concurrent use; it does no I/O.
-func DecodeCursor(raw []byte) (readID, seq uint64, slot int, ok bool) {
-	for i := 0; i < 2; i++ {
-		start := i * cursorSlotSize
-		if len(raw) < start+cursorRecSize {
-			continue
-		}
-		b := raw[start : start+cursorRecSize]
-		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
-			continue
-		}
-		if s := binary.LittleEndian.Uint64(b); !ok || s > seq {
-			readID, seq, slot, ok = binary.LittleEndian.Uint64(b[8:]), s, i, true
-		}
-	}
-	return readID, seq, slot, ok
-}
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // MaxID bounds every id, read position and hwm a queue's files may hold:
 // all must be below it (2^63), which leaves hwm steps and batches ample
@@ -66,26 +26,26 @@ var errIDRange = errors.New("value past the id range (2^63): not written by mque
 type cursorFile struct {
 	f    *os.File
 	seq  uint64
-	buf  [cursorRecSize]byte
+	buf  [format.CursorRecordSize]byte
 	path string
 }
 
 // openCursor opens (or creates) a queue's cursor file. readID is 0 when the
 // file is new; corrupt is set when the file exists but no slot is valid.
 func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, err error) {
-	path := filepath.Join(queueDir, cursorName)
+	path := filepath.Join(queueDir, format.CursorFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("open cursor %s: %w", path, err)
 	}
 	c = &cursorFile{f: f, path: path}
-	var raw [2 * cursorSlotSize]byte
+	var raw [2 * format.CursorSlotSize]byte
 	n, err := f.ReadAt(raw[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.Close()
 		return nil, 0, false, fmt.Errorf("read cursor %s: %w", path, err)
 	}
-	readID, seq, _, found := DecodeCursor(raw[:n])
+	readID, seq, _, found := format.DecodeCursor(raw[:n])
 	if readID >= MaxID {
 		f.Close()
 		return nil, 0, false, fmt.Errorf("%w: cursor %s holds read position %d: %w", ErrUnavailable, path, readID, errIDRange)
@@ -96,14 +56,14 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 		// slots, so that later cursor writes never need a new block: a
 		// dequeue must keep working on a full disk.
 		for slot := 0; slot < 2; slot++ {
-			c.encode(raw[slot*cursorSlotSize:], c.seq, readID)
+			format.EncodeCursor(raw[slot*format.CursorSlotSize:], c.seq, readID)
 		}
 		_, err = f.WriteAt(raw[:], 0)
 		if err == nil {
 			err = f.Sync()
 		}
 		if err == nil {
-			err = segment.SyncDir(queueDir)
+			err = atomicfile.SyncDir(queueDir)
 		}
 		if err != nil {
 			f.Close()
@@ -113,17 +73,11 @@ func openCursor(queueDir string) (c *cursorFile, readID uint64, corrupt bool, er
 	return c, readID, !found && n > 0, nil
 }
 
-func (c *cursorFile) encode(b []byte, seq, readID uint64) {
-	binary.LittleEndian.PutUint64(b[0:], seq)
-	binary.LittleEndian.PutUint64(b[8:], readID)
-	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], crcTable))
-}
-
 // write stores readID in the next slot; it does not fsync.
 func (c *cursorFile) write(readID uint64) error {
 	seq := c.seq + 1
-	c.encode(c.buf[:], seq, readID)
-	if _, err := c.f.WriteAt(c.buf[:], int64(seq%2)*cursorSlotSize); err != nil {
+	format.EncodeCursor(c.buf[:], seq, readID)
+	if _, err := c.f.WriteAt(c.buf[:], int64(seq%2)*format.CursorSlotSize); err != nil {
 		return fmt.Errorf("write cursor %s: %w", c.path, err)
 	}
 	c.seq = seq
@@ -144,78 +98,3 @@ func (c *cursorFile) sync() error {
 }
 
 func (c *cursorFile) close() error { return c.f.Close() }
-
-// The hwm file holds a bound on the ids a queue has handed out: every id
-// ever acknowledged is below it. It is raised, durably, before a batch would
-// cross it, in steps of hwmStep so that this costs a few fsyncs per million
-// messages, and lowered to the exact next id on a clean close. After a crash
-// that lost the newest records (a torn tail, a deleted segment), ids go on
-// from the bound, so none is ever handed out twice.
-const (
-	hwmName = "hwm"
-	hwmStep = 1 << 16
-	// HWMFileName and HWMFileSize name and size a queue's hwm file, for
-	// offline tools (mqueue dump).
-	HWMFileName = hwmName
-	HWMFileSize = 12
-)
-
-// DecodeHWM reads the bound out of the bytes of an hwm file; ok is false
-// when they are not exactly one valid record. It does no I/O.
-func DecodeHWM(b []byte) (hwm uint64, ok bool) {
-	if len(b) != HWMFileSize || crc32.Checksum(b[:8], crcTable) != binary.LittleEndian.Uint32(b[8:]) {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint64(b), true
-}
-
-// readHWM reads a queue's hwm (0 when there is none). A value at or past
-// MaxID is an error wrapping errIDRange, which must keep the queue down.
-func readHWM(queueDir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(queueDir, hwmName))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, err)
-	}
-	hwm, ok := DecodeHWM(b)
-	if !ok {
-		return 0, fmt.Errorf("read hwm in %s: %w", queueDir, segment.ErrCorrupt)
-	}
-	if hwm >= MaxID {
-		return 0, fmt.Errorf("%w: hwm in %s is %d: %w", ErrUnavailable, queueDir, hwm, errIDRange)
-	}
-	return hwm, nil
-}
-
-func writeHWM(queueDir string, hwm uint64) error {
-	var b [12]byte
-	binary.LittleEndian.PutUint64(b[:], hwm)
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	return writeFileAtomic(queueDir, hwmName, b[:])
-}
-
-// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
-// rename, directory fsync.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		return fmt.Errorf("write %s in %s: %w", name, dir, err)
-	}
-	return segment.SyncDir(dir)
-}

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Idempotency keys (Idempotency-Key on a POST). A key is stored in its
@@ -28,15 +30,23 @@ import (
 // file is JSON Lines, appended and fsynced before the segment goes, and
 // rewritten with the live lines once most of it is stale.
 
+// dedup is a queue's idempotency key index, guarded by the queue's mu: the
+// keys within DedupWindow (committed or pending), in id order for pruning,
+// and the bookkeeping of the keys file.
+type dedup struct {
+	keys     map[string]keyEntry
+	keyOrder []keyRef // the committed keys by id, for pruning
+	// keyLines and carriedLive count the keys file's lines and the live
+	// keys it holds; the compactor rewrites it when most lines are stale.
+	keyLines, carriedLive int
+}
+
 // keyRef is one committed key in keyOrder.
 type keyRef struct {
 	key string
 	id  uint64
 	at  int64
 }
-
-// keysName is the keys file of a queue: JSON Lines of carried keys.
-const keysName = "keys"
 
 // keyEntry is one key of the index: committed (b nil) with its id and
 // enqueue time, or pending in batch b at index i.
@@ -63,21 +73,14 @@ func (e keyEntry) wait() (uint64, int, error) {
 	return e.b.first + uint64(e.i), e.n, ErrDuplicate
 }
 
-type keyRecord struct {
-	Key string `json:"key"`
-	ID  uint64 `json:"id"`
-	N   int    `json:"n,omitempty"` // messages of a batch POST; absent for 1
-	At  int64  `json:"at"`
-}
-
 // maxKeyedBatch is the most messages one key stands for: the SPEC's batch
 // limit (api.MaxBatchMessages).
 const maxKeyedBatch = 1000
 
-// valid reports whether a keys file line can be one the engine wrote: ids
+// validKey reports whether a keys file line can be one the engine wrote: ids
 // 1..MaxID-1 for 1..maxKeyedBatch messages (N 0 means 1). A bad count
 // would make a repeated batch POST answer that many ids.
-func (k *keyRecord) valid() bool {
+func validKey(k *format.KeyRecord) bool {
 	return k.N >= 0 && k.N <= maxKeyedBatch && k.ID >= 1 && k.ID < MaxID-uint64(max(k.N, 1))
 }
 
@@ -97,16 +100,16 @@ func (q *queue) loadKeys() {
 	}()
 	now := q.nowMs()
 	q.keyLines, q.carriedLive = 0, 0
-	if data, err := os.ReadFile(filepath.Join(q.dir, keysName)); err == nil {
+	if data, err := os.ReadFile(filepath.Join(q.dir, format.KeysFile)); err == nil {
 		bad, invalid := 0, 0
 		for line := range bytes.Lines(data) {
 			q.keyLines++
-			var k keyRecord
+			var k format.KeyRecord
 			if err := json.Unmarshal(line, &k); err != nil || k.Key == "" {
 				bad++ // a line a crash cut short: its key is forgotten
 				continue
 			}
-			if !k.valid() {
+			if !validKey(&k) {
 				invalid++ // not written by us: never trusted, forgotten
 				continue
 			}
@@ -175,7 +178,7 @@ func (q *queue) scanKeys(s segment.Summary, now int64) error {
 				q.keys[string(rec.Key)] = keyEntry{id: first, n: int(rec.ID - first + 1), at: rec.EnqueuedAt}
 			}
 			continue
-		case errors.As(err, &ce) && !ce.Framing:
+		case errors.As(err, &ce) && !ce.Framing():
 			continue // reported by the scan at open and by readers
 		case errors.As(err, &ce), errors.Is(err, io.EOF):
 			return nil
@@ -285,7 +288,7 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite
 		if n == 1 {
 			n = 0 // omitted
 		}
-		_ = enc.Encode(keyRecord{Key: r.key, ID: e.id, N: n, At: e.at}) // strings and integers only
+		_ = enc.Encode(format.KeyRecord{Key: r.key, ID: e.id, N: n, At: e.at}) // strings and integers only
 		if !e.carried {
 			e.carried = true
 			q.carriedLive++
@@ -304,10 +307,10 @@ func (q *queue) carryKeysLocked(doomed []segment.Summary) (lines []byte, rewrite
 // file with them (rewrite).
 func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 	if rewrite {
-		return writeFileAtomic(q.dir, keysName, lines)
+		return atomicfile.Replace(q.dir, format.KeysFile, lines)
 	}
-	path := filepath.Join(q.dir, keysName)
-	f, err := openLog(q.dir, keysName)
+	path := filepath.Join(q.dir, format.KeysFile)
+	f, err := atomicfile.OpenAppend(q.dir, format.KeysFile)
 	if err != nil {
 		return err
 	}
@@ -322,22 +325,4 @@ func (q *queue) writeKeys(lines []byte, rewrite bool) error {
 		return fmt.Errorf("append to %s: %w", path, err)
 	}
 	return nil
-}
-
-// openLog opens dir/name for appending, creating it (and fsyncing dir, so
-// that the new name survives a crash) when it does not exist.
-func openLog(dir, name string) (*os.File, error) {
-	path := filepath.Join(dir, name)
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open %s for appending: %w", path, err)
-	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		if err := segment.SyncDir(dir); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
 }

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -91,7 +93,7 @@ func TestIdempotencyKeySurvivesRestartAndDeletion(t *testing.T) {
 	drainBodies(t, e, "q")
 	qdir := filepath.Join(dir, "q")
 	waitSegmentsPast(t, qdir, id)
-	if _, err := os.Stat(filepath.Join(qdir, keysName)); err != nil {
+	if _, err := os.Stat(filepath.Join(qdir, format.KeysFile)); err != nil {
 		t.Fatalf("keys file: %v", err)
 	}
 	e.Close()
@@ -159,7 +161,7 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 	qdir := filepath.Join(dir, "q")
 	now := time.Now().UnixMilli()
 	torn := fmt.Sprintf(`{"key":"kept","id":1,"at":%d}`+"\n"+`{"key":"cut","id":`, now)
-	if err := os.WriteFile(filepath.Join(qdir, keysName), []byte(torn), 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(qdir, format.KeysFile), []byte(torn), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	e = openT(t, opts)
@@ -178,7 +180,7 @@ func TestIdempotencyKeysFileTornAndRewritten(t *testing.T) {
 	drainBodies(t, e, "q")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		data, _ := os.ReadFile(filepath.Join(qdir, keysName))
+		data, _ := os.ReadFile(filepath.Join(qdir, format.KeysFile))
 		if bytes.HasSuffix(data, []byte("\n")) { // no longer the torn file
 			if bytes.Count(data, []byte("\n")) != 2 || !bytes.Contains(data, []byte(`"key":"kept"`)) || !bytes.Contains(data, []byte(`{"key":"cut","id":`)) {
 				t.Fatalf("keys file after the carry:\n%s\nwant the two live keys, rewritten", data)
@@ -247,4 +249,37 @@ func liveSegments(t *testing.T, qdir string) []uint64 {
 	}
 	slices.Sort(bases)
 	return bases
+}
+
+// A key over the format's limit is refused, not stored: the record stores
+// the key's length in one byte and reads back at most MaxKeyLen, so keys
+// of 129 and 256 bytes were once accepted and then lost at a reopen.
+func TestKeyOverTheLimitRefused(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	for _, n := range []int{MaxKeyLen + 1, 256, 1000} {
+		key := strings.Repeat("k", n)
+		if _, err := e.Enqueue(context.Background(), "q", []byte("x"), EnqueueOptions{Key: key}); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("Enqueue with a %d-byte key: %v, want ErrInvalidKey", n, err)
+		}
+		if _, _, err := e.EnqueueBatch(context.Background(), "q", []BatchMessage{{Body: []byte("x")}}, BatchOptions{Key: key}); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("EnqueueBatch with a %d-byte key: %v, want ErrInvalidKey", n, err)
+		}
+	}
+	max := strings.Repeat("m", MaxKeyLen)
+	id, err := e.Enqueue(context.Background(), "q", []byte("kept"), EnqueueOptions{Key: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openT(t, Options{Dir: dir})
+	m, ok, err := e.Dequeue(context.Background(), "q", 0)
+	if err != nil || !ok || m.ID != id || string(m.Body) != "kept" {
+		t.Fatalf("after a reopen: %+v %v %v, want id %d", m, ok, err, id)
+	}
+	if _, err := e.Enqueue(context.Background(), "q", []byte("again"), EnqueueOptions{Key: max}); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the %d-byte key after a reopen: %v, want ErrDuplicate", MaxKeyLen, err)
+	}
 }

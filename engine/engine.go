@@ -1,14 +1,3 @@
-// Package engine is mqueue's storage engine: named FIFO queues, each a
-// directory of segments (package segment), with group commit, a persisted
-// read cursor, TTL expiry and compaction. It knows nothing of HTTP.
-//
-// Each queue has one commit loop (scheduler.go) that owns its files.
-// Producers append to an in-memory batch and wait; the loop writes the
-// whole batch with one write, fsyncs it as the mode says, and wakes every
-// producer of the batch by closing one channel. Consumers move the read
-// cursor in memory and wait for the loop to write it the same way, so a
-// dequeue is answered only once its cursor move is as durable as the mode
-// promises.
 package engine
 
 import (
@@ -40,6 +29,7 @@ type Engine struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	closeErr  error // Close's result, for its later calls
 	diskBytes atomic.Int64
 	mem       memBudget // memory tails and held bodies against MaxMemoryBytes (memory.go)
 
@@ -146,10 +136,15 @@ func (e *Engine) queue(name string, create bool) (*queue, error) {
 // Enqueue stores body in queue and returns its id once the batch holding it
 // is written (and fsynced when the mode or opts.Sync says so). The engine
 // keeps body; the caller must not change it afterwards. A key starting with
-// 0x00 is reserved for the engine: ErrReservedKey.
+// 0x00 is reserved for the engine: ErrReservedKey. ctx is checked before
+// the message joins a batch (its error is returned, nothing stored); once
+// it has, Enqueue waits for the commit, so that its outcome is known.
 func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts EnqueueOptions) (uint64, error) {
 	if len(body) == 0 {
 		return 0, ErrEmptyMessage
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	if err := checkKey(ctx, opts.Key); err != nil {
 		return 0, err
@@ -176,10 +171,13 @@ func (e *Engine) Enqueue(ctx context.Context, queue string, body []byte, opts En
 // stores nothing and returns the original batch's first id and count with
 // ErrDuplicate. A key starting with 0x00 is reserved for the engine:
 // ErrReservedKey. The engine keeps the bodies; the caller must not change
-// them.
+// them. ctx is checked as by Enqueue.
 func (e *Engine) EnqueueBatch(ctx context.Context, queue string, msgs []BatchMessage, opts BatchOptions) (first uint64, n int, err error) {
 	if len(msgs) == 0 {
 		return 0, 0, errors.New("engine: empty batch")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
 	}
 	if err := checkKey(ctx, opts.Key); err != nil {
 		return 0, 0, err
@@ -286,98 +284,6 @@ func (e *Engine) Extend(queue, receipt string, lease time.Duration) (time.Time, 
 	return q.extend(receipt, lease)
 }
 
-// leaseErr maps the error of an ack, nack or extend: a queue that retired
-// meanwhile held no lease (lifecycle.go).
-func leaseErr(q *queue, err error) error {
-	if err != nil && q.retired.Load() && errors.Is(err, ErrClosed) {
-		return ErrLeaseExpired
-	}
-	return err
-}
-
-// leaseQueue returns the queue a receipt is brought to.
-func (e *Engine) leaseQueue(name, receipt string) (*queue, error) {
-	if _, _, err := e.parseReceipt(receipt); err != nil {
-		return nil, err
-	}
-	if !ValidQueueName(name) {
-		return nil, fmt.Errorf("%w: %q", ErrInvalidQueueName, name)
-	}
-	// Not reopened: a dormant queue holds no lease.
-	e.mu.RLock()
-	q, ferr := e.queues[name], e.failed[name]
-	e.mu.RUnlock()
-	if ferr != nil {
-		return nil, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, name, ferr)
-	}
-	if q == nil {
-		return nil, ErrLeaseExpired
-	}
-	return q, nil
-}
-
-// waitFor calls pop on queue until it takes something (ok), fails, or wait
-// runs out. pop returns errNone and a channel closed when there may be
-// something new when there is nothing to take.
-func (e *Engine) waitFor(ctx context.Context, queue string, wait time.Duration, pop func(*queue) (<-chan struct{}, error)) (ok bool, err error) {
-	select {
-	case <-e.closing:
-		return false, ErrClosed
-	default:
-	}
-	var timer <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timer = t.C
-	}
-	var waited interface{ wasDeleted() bool } // the queue whose notify the last turn waited on (the parameter shadows the type's name)
-	for {
-		q, ready, err := e.lookupWait(queue)
-		if err != nil {
-			return false, err
-		}
-		if waited != nil && waited.wasDeleted() {
-			return false, nil // deleted while we waited (DeleteQueue, admin.go)
-		}
-		if q != nil {
-			ch, err := pop(q)
-			switch {
-			case err == nil:
-				return true, nil
-			case err == errRetired:
-				<-q.stopped
-				continue
-			case errors.Is(err, ErrClosed):
-				return false, nil
-			case !errors.Is(err, errNone):
-				return false, err
-			}
-			ready, waited = ch, q
-		}
-		if timer == nil {
-			return false, nil
-		}
-		if q != nil {
-			q.waiters.Add(1) // keeps it open (lifecycle.go) while it is waited on
-		}
-		woke := false
-		select {
-		case <-ready:
-			woke = true
-		case <-timer:
-		case <-ctx.Done():
-		case <-e.closing:
-		}
-		if q != nil {
-			q.waiters.Add(-1)
-		}
-		if !woke {
-			return false, nil
-		}
-	}
-}
-
 // Stats returns the figures of one queue; ok is false for an unknown queue.
 // A dormant queue answers the figures it closed with, without reopening.
 func (e *Engine) Stats(queue string) (QueueStats, bool) {
@@ -423,23 +329,35 @@ func (e *Engine) DiskBytes() int64 { return e.diskBytes.Load() }
 
 // Close commits what is pending, fsyncs and closes every queue, and releases
 // the data directory lock. Pending long polls return with no message; later
-// calls fail with ErrClosed. Close is idempotent.
+// calls fail with ErrClosed. It returns the joined errors of the final
+// writes and fsyncs that failed (each queue's are logged too); a queue
+// whose close failed may have lost what was written since its last good
+// fsync only under --fsync interval or never. Close is idempotent: later
+// calls return the first one's result.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		close(e.closing)
 		e.mu.Unlock()
-		e.closeQueues()
+		err := e.closeQueues()
 		e.janitor.Wait()
-		e.lock.Close()
+		if lerr := e.lock.Close(); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("release the lock of %s: %w", e.opts.Dir, lerr))
+		}
+		e.closeErr = err
+		if err != nil {
+			e.opts.Logger.Error("engine closed with errors", "dir", e.opts.Dir, "err", err)
+			return
+		}
 		e.opts.Logger.Info("engine closed", "dir", e.opts.Dir)
 	})
-	return nil
+	return e.closeErr
 }
 
 // closeQueues waits for every queue being opened, then for every commit
-// loop to finish its final commit. e.closing must be closed.
-func (e *Engine) closeQueues() {
+// loop to finish its final commit, and returns their joined close errors.
+// e.closing must be closed.
+func (e *Engine) closeQueues() error {
 	e.mu.RLock()
 	var opening []chan struct{}
 	for _, oc := range e.opening {
@@ -456,7 +374,12 @@ func (e *Engine) closeQueues() {
 		qs = append(qs, q)
 	}
 	e.mu.RUnlock()
+	var errs []error
 	for _, q := range qs {
 		<-q.stopped
+		if q.closeErr != nil {
+			errs = append(errs, q.closeErr)
+		}
 	}
+	return errors.Join(errs...)
 }

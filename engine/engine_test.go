@@ -470,3 +470,20 @@ func TestMetricsCorruptCounter(t *testing.T) {
 		t.Fatalf("corrupt_records_total = %v", got)
 	}
 }
+
+// A cancelled context stops an enqueue before it joins a batch: nothing is
+// stored.
+func TestEnqueueHonoursCancelledContext(t *testing.T) {
+	e := openT(t, Options{Dir: t.TempDir()})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Enqueue(ctx, "q", []byte("x"), EnqueueOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if _, _, err := e.EnqueueBatch(ctx, "q", []BatchMessage{{Body: []byte("x")}}, BatchOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("EnqueueBatch: %v", err)
+	}
+	if st, ok := e.Stats("q"); ok && st.Depth != 0 {
+		t.Fatalf("stored: %+v", st)
+	}
+}

@@ -46,6 +46,9 @@ type internalCtx struct{}
 // checkKey refuses a caller's idempotency key that is reserved for the
 // engine (it starts with 0x00), unless ctx is internal.
 func checkKey(ctx context.Context, key string) error {
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidKey, len(key), MaxKeyLen)
+	}
 	if !strings.HasPrefix(key, internalKeyPrefix) || ctx.Value(internalCtx{}) != nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -297,18 +298,18 @@ func TestLeaseLogDamage(t *testing.T) {
 		lease(t, e, "q", time.Hour)
 	}
 	e.Close()
-	path := filepath.Join(dir, "q", leasesName)
+	path := filepath.Join(dir, "q", format.LeasesFile)
 	raw, err := os.ReadFile(path)
-	if err != nil || len(raw) != 3*leaseRecSize {
+	if err != nil || len(raw) != 3*format.LeaseRecordSize {
 		t.Fatalf("lease log: %d bytes, %v; want 3 records", len(raw), err)
 	}
-	raw[leaseRecSize+7] ^= 0xff                // the second record: its CRC fails
-	raw = append(raw, raw[:leaseRecSize-3]...) // a torn record at the end
+	raw[format.LeaseRecordSize+7] ^= 0xff                // the second record: its CRC fails
+	raw = append(raw, raw[:format.LeaseRecordSize-3]...) // a torn record at the end
 	if err := os.WriteFile(path, raw, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	count, done, bad, torn := DecodeLeaseLog(raw)
-	if len(count) != 2 || len(done) != 0 || bad != 1 || torn != leaseRecSize-3 {
+	count, done, bad, torn := format.DecodeLeaseLog(raw)
+	if len(count) != 2 || len(done) != 0 || bad != 1 || torn != format.LeaseRecordSize-3 {
 		t.Fatalf("DecodeLeaseLog: %d leases, %d done, %d bad, %d torn", len(count), len(done), bad, torn)
 	}
 	e = openT(t, Options{Dir: dir, Now: clk.Now})

@@ -4,12 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/mqueue/mqueue/engine/format"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // A queue's lifecycle: open (in e.queues, with its files and commit loop),
@@ -46,14 +46,6 @@ var errRetired = errors.New("engine: queue retired")
 
 // testHookOpen, when set (tests only), is called as openQueue starts.
 var testHookOpen func(name string)
-
-// startWorkers is how many queues Open opens at a time.
-const startWorkers = 4
-
-// startOpen is how many idle queues a start leaves open (retiring once
-// idle like any other), so that a node with few queues serves their first
-// requests after a restart without reopening them.
-const startOpen = 64
 
 // dormantQueue is a queue whose files and commit loop are closed.
 type dormantQueue struct {
@@ -178,8 +170,7 @@ func (e *Engine) open(name string, oc *openCall) (*queue, error) {
 		close(oc.prev.woke)
 	} else {
 		e.diskBytes.Add(q.segBytes)
-		close(e.created)
-		e.created = make(chan struct{})
+		e.created = broadcast(e.created)
 	}
 	e.queues[name] = q
 	go q.run()
@@ -225,17 +216,22 @@ func (e *Engine) shed() {
 	e.mu.RUnlock()
 	slices.SortFunc(qs, func(a, b *queue) int { return cmp.Compare(a.busyAt.Load(), b.busyAt.Load()) })
 	for _, q := range qs {
-		if q.retireIdle() {
-			close(q.quit)
-			<-q.stopped
-			return
+		reply := make(chan bool, 1)
+		select {
+		case q.shedding <- reply:
+			if <-reply {
+				<-q.stopped
+				return
+			}
+		case <-q.stopped:
 		}
 	}
 }
 
 // retireIdle marks q retired, to stay dormant, when nothing is in flight.
-// The commit loop calls it once q has been idle for IdleClose, then
-// finish; Engine.shed, then closes q.quit.
+// Only the commit loop calls it (it reads commitState): once q has been
+// idle for IdleClose, or when Engine.shed asks through q.shedding; then
+// the loop finishes.
 func (q *queue) retireIdle() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -253,7 +249,7 @@ func (q *queue) retireIdle() bool {
 // forgotten).
 func (q *queue) finish() {
 	q.commitPending()
-	q.shutdown()
+	q.closeErr = q.shutdown()
 	var d *dormantQueue
 	if q.keep {
 		d = q.dormant() // before the tail goes: its oldest record is exact
@@ -338,27 +334,11 @@ func (q *queue) closeFiles() {
 // bytes, so that reopening it reads and rewrites nothing. A cut lost in a
 // crash leaves the old log, which holds nothing live either.
 func (q *queue) emptyLeaseLog() {
-	if err := truncateSync(filepath.Join(q.dir, leasesName)); err != nil {
+	if err := atomicfile.Truncate(filepath.Join(q.dir, format.LeasesFile), 0); err != nil {
 		q.log.Warn("could not empty the lease log; the next open rewrites it", "err", err)
 		return
 	}
 	q.leaseRecs = 0
-}
-
-// truncateSync cuts a file to zero bytes and fsyncs it.
-func truncateSync(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return fmt.Errorf("empty %s: %w", path, err)
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("empty %s: %w", path, err)
-	}
-	return nil
 }
 
 // lookupWait is waitFor's lookup: the open queue to pop from, reopening a
@@ -397,94 +377,4 @@ func (e *Engine) dormantStatsLocked(name string) *QueueStats {
 		return &oc.prev.stats
 	}
 	return nil
-}
-
-// openAll recovers the queues of the data directory at start, startWorkers
-// at a time. Each is opened; past the first startOpen, one that holds
-// nothing in memory (no held message) is closed again at once and stays
-// dormant, so that the files open at a time stay few whatever the number
-// of queues.
-func (e *Engine) openAll(names []string) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < min(startWorkers, len(names)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(names) {
-					return
-				}
-				e.openAtStart(names[i])
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// openAtStart recovers one queue at start.
-func (e *Engine) openAtStart(name string) {
-	q, err := openQueue(e, name)
-	if err != nil {
-		// One bad queue must not keep the others down, nor make the
-		// process exit and restart in a loop: it stays unavailable,
-		// with its files untouched, until an operator looks.
-		e.opts.Logger.Error("queue could not be recovered; it is unavailable until fixed", "queue", name, "err", err)
-		e.mu.Lock()
-		e.failed[name] = err
-		e.mu.Unlock()
-		return
-	}
-	e.mu.Lock()
-	keepOpen := len(e.queues) < startOpen
-	e.mu.Unlock()
-	if e.opts.IdleClose > 0 && len(q.held) == 0 && !keepOpen {
-		d := q.dormant()
-		q.closeFiles()
-		d.stats.DiskBytes = q.segBytes // as closed
-		e.mu.Lock()
-		e.dormant[name] = d
-		e.diskBytes.Add(q.segBytes)
-		e.mu.Unlock()
-		return
-	}
-	e.mu.Lock()
-	e.queues[name] = q
-	e.diskBytes.Add(q.segBytes)
-	e.mu.Unlock()
-	go q.run()
-}
-
-// wakeDormant reopens, every CompactInterval, the dormant queues whose
-// compaction has work (dormantQueue.wakeAt), a few at a time; each retires
-// again once idle.
-func (e *Engine) wakeDormant() {
-	defer e.janitor.Done()
-	t := time.NewTicker(e.opts.CompactInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.closing:
-			return
-		case <-t.C:
-		}
-		now := e.opts.Now().UnixMilli()
-		var due []string
-		e.mu.RLock()
-		for name, d := range e.dormant {
-			if d.wakeAt != 0 && d.wakeAt <= now {
-				due = append(due, name)
-				if len(due) == 64 {
-					break
-				}
-			}
-		}
-		e.mu.RUnlock()
-		for _, name := range due {
-			if _, err := e.load(name, false); err != nil && !errors.Is(err, ErrClosed) {
-				e.opts.Logger.ErrorContext(RepeatingLog, "could not reopen a dormant queue for compaction", "queue", name, "err", err)
-			}
-		}
-	}
 }

@@ -600,3 +600,60 @@ func TestMaxOpenQueues(t *testing.T) {
 		t.Fatalf("AllStats: %d queues, want %d", len(e.AllStats()), n+1)
 	}
 }
+
+// failingSync fails fsync(2), as a disk that lost the data would.
+type failingSync struct{ segment.File }
+
+func (failingSync) Sync() error { return errors.New("injected fsync failure") }
+
+// Close reports the final fsyncs that failed, joined, and says so again
+// when called twice; what was committed before is still there after it.
+func TestCloseReturnsFinalSyncErrors(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	enq(t, e, "q", "kept", EnqueueOptions{})
+	enq(t, e, "r", "fine", EnqueueOptions{})
+	// The commit loop of q is idle; Close's channel orders this before
+	// its final turn.
+	e.mu.RLock()
+	q := e.queues["q"]
+	e.mu.RUnlock()
+	q.writer.WrapFile(func(f segment.File) segment.File { return failingSync{f} })
+	err := e.Close()
+	if err == nil || !strings.Contains(err.Error(), "queue q: final segment fsync") || !strings.Contains(err.Error(), "injected fsync failure") || strings.Contains(err.Error(), "queue r") {
+		t.Fatalf("Close = %v, want the final segment fsync of q", err)
+	}
+	if again := e.Close(); again == nil || again.Error() != err.Error() {
+		t.Fatalf("second Close = %v, want %v", again, err)
+	}
+	e2 := openT(t, Options{Dir: dir})
+	if m, ok := deq(t, e2, "q"); !ok || string(m.Body) != "kept" {
+		t.Fatalf("after a failed close: %q %v", m.Body, ok)
+	}
+	if err := e2.Close(); err != nil {
+		t.Fatalf("clean Close = %v", err)
+	}
+}
+
+// A final hwm write that fails (a full disk) is no close error: the bound
+// reserved ahead stays and ids go on from it.
+func TestCloseWithFailedFinalHWMWrite(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	id := enq(t, e, "q", "kept", EnqueueOptions{})
+	// The final hwm write goes through q/hwm.tmp: a directory there
+	// makes it fail.
+	if err := os.Mkdir(filepath.Join(dir, "q", "hwm.tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "q", "hwm.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openT(t, Options{Dir: dir})
+	if next := enq(t, e2, "q", "next", EnqueueOptions{}); next <= id {
+		t.Fatalf("id %d after %d", next, id)
+	}
+}

@@ -15,7 +15,7 @@ const DefaultMaxMemoryBytes = 256 << 20
 const tailReleaseSlack = 64 << 10
 
 // memBudget is the process-wide memory budget (Options.MaxMemoryBytes)
-// that every queue's memory tail (tail.go) and held bodies (lease.go) take
+// that every queue's memory tail (tail.go) and held bodies (held.go) take
 // from, on top of their own per-queue caps. What does not fit is not kept
 // in memory and is read from its segment instead. Safe for concurrent use:
 // bytes are taken with compare-and-swap, so used never passes max, not even

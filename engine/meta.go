@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/mqueue/mqueue/engine/format"
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // MaxQueueMetaBytes is the largest blob SetQueueMeta stores.
 const MaxQueueMetaBytes = 64 << 10
-
-// metaName is the file of a queue directory that holds its meta blob.
-const metaName = "meta"
 
 // ErrMetaTooLarge is returned by SetQueueMeta for a blob over
 // MaxQueueMetaBytes.
@@ -48,7 +48,7 @@ func (e *Engine) QueueMeta(name string) ([]byte, error) {
 	if b, ok := e.metas.m[name]; ok {
 		return b, nil
 	}
-	b, err := os.ReadFile(filepath.Join(e.opts.Dir, name, metaName))
+	b, err := os.ReadFile(filepath.Join(e.opts.Dir, name, format.MetaFile))
 	if errors.Is(err, os.ErrNotExist) {
 		b, err = nil, nil
 	}
@@ -95,7 +95,7 @@ func (e *Engine) SetQueueMeta(name string, meta []byte) error {
 	}
 	e.metas.mu.Lock()
 	defer e.metas.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(e.opts.Dir, name), metaName, meta); err != nil {
+	if err := atomicfile.Replace(filepath.Join(e.opts.Dir, name), format.MetaFile, meta); err != nil {
 		delete(e.metas.m, name) // the file may or may not have been replaced
 		return err
 	}

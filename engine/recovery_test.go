@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -83,10 +84,10 @@ func TestRecoveryTable(t *testing.T) {
 			os.WriteFile(p, data, 0o640)
 		}, 14, 14},
 		{"cursor_cut_short", func(t *testing.T, qdir string, ids []uint64) {
-			os.Truncate(filepath.Join(qdir, cursorName), 7)
+			os.Truncate(filepath.Join(qdir, format.CursorFile), 7)
 		}, 15, 20}, // delivered again from the oldest segment still on disk
 		{"hwm_garbage", func(t *testing.T, qdir string, ids []uint64) {
-			os.WriteFile(filepath.Join(qdir, hwmName), []byte("garbage"), 0o640)
+			os.WriteFile(filepath.Join(qdir, format.HWMFile), []byte("garbage"), 0o640)
 		}, 15, 15},
 	}
 	for _, tc := range tests {

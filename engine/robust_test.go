@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -48,7 +49,7 @@ func TestKeysFileBadCountSkipped(t *testing.T) {
 	} {
 		fmt.Fprintf(&lines, `{"key":%q,"id":%d,"n":%d,"at":%d}`+"\n", l.key, l.id, l.n, now)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "q", keysName), []byte(lines.String()), 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "q", format.KeysFile), []byte(lines.String()), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	var logs logBuf
@@ -74,11 +75,10 @@ func TestKeysFileBadCountSkipped(t *testing.T) {
 // writeCursorAt writes a valid cursor file holding readID.
 func writeCursorAt(t *testing.T, qdir string, readID uint64) {
 	t.Helper()
-	var raw [CursorFileSize]byte
-	var c cursorFile
-	c.encode(raw[:], 1, readID)
-	c.encode(raw[cursorSlotSize:], 0, readID)
-	if err := os.WriteFile(filepath.Join(qdir, cursorName), raw[:], 0o640); err != nil {
+	var raw [format.CursorFileSize]byte
+	format.EncodeCursor(raw[:], 1, readID)
+	format.EncodeCursor(raw[format.CursorSlotSize:], 0, readID)
+	if err := os.WriteFile(filepath.Join(qdir, format.CursorFile), raw[:], 0o640); err != nil {
 		t.Fatal(err)
 	}
 }

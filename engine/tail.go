@@ -11,8 +11,9 @@ import "github.com/mqueue/mqueue/segment"
 // Options.MaxMemoryBytes): a push that would pass it drops the tail's own
 // oldest records, every one if need be, until what is left fits. Consumers
 // read what is not held from disk (queue.nextLocked).
-// Guarded by the queue's mutex, which producers also take: every operation
-// is O(records pushed or dropped).
+// Guarded by the queue's tmu (taken after mu when both are held; the
+// commit loop pushes under tmu alone, so producers queueing on mu do not
+// wait for the copy): every operation is O(records pushed or dropped).
 //
 // It is a ring. The backing array grows (doubling) only while the number of
 // records held still rises, which the byte bound stops; pushing and

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mqueue/mqueue/metrics"
+	"github.com/mqueue/mqueue/segment"
 )
 
 // Errors returned by the engine. Compare with errors.Is: I/O errors are
@@ -34,6 +35,8 @@ var (
 	// ErrReservedKey: an idempotency key starting with the byte 0x00 is
 	// reserved for the engine's own moves (dead letters, redrives).
 	ErrReservedKey = errors.New("engine: reserved idempotency key")
+	// ErrInvalidKey: an idempotency key longer than MaxKeyLen bytes.
+	ErrInvalidKey = errors.New("engine: idempotency key too long")
 	// ErrLocked: another process holds the data directory.
 	ErrLocked = errors.New("engine: data directory locked")
 	// ErrLeaseExpired: the receipt names no running lease here (acked,
@@ -51,6 +54,10 @@ var (
 	// ErrNotDLQ: Redrive was given a queue whose name does not end in .dlq.
 	ErrNotDLQ = errors.New("engine: not a dead-letter queue")
 )
+
+// MaxKeyLen is the longest idempotency key, in bytes: what a segment
+// record holds (segment.MaxKeyLen).
+const MaxKeyLen = segment.MaxKeyLen
 
 // FsyncMode says when the engine fsyncs segment and cursor files.
 type FsyncMode int
@@ -190,7 +197,7 @@ type EnqueueOptions struct {
 	TTL time.Duration
 	// Sync acknowledges only after fsync, whatever the engine's mode.
 	Sync bool
-	// Key is an idempotency key (1..128 bytes; "" for none): a repeat
+	// Key is an idempotency key (1..MaxKeyLen bytes; "" for none): a repeat
 	// within DedupWindow returns the original id with ErrDuplicate.
 	Key string
 	// Delay hides the message until this long after it is enqueued; 0 for

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // walFile is the name tidwall/wal gives the first (and, here, only) file of a
@@ -67,7 +69,7 @@ func List(queueDir string) ([]uint64, error) {
 		}
 	}
 	if cleaned {
-		if err := SyncDir(queueDir); err != nil {
+		if err := atomicfile.SyncDir(queueDir); err != nil {
 			return nil, err
 		}
 	}
@@ -84,30 +86,13 @@ func Remove(queueDir string, base uint64) error {
 	if err := os.Rename(from, to); err != nil {
 		return fmt.Errorf("delete segment %020d: %w", base, err)
 	}
-	if err := SyncDir(queueDir); err != nil {
+	if err := atomicfile.SyncDir(queueDir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(to); err != nil {
 		return fmt.Errorf("delete segment %020d: %w", base, err)
 	}
-	return SyncDir(queueDir)
-}
-
-// SyncDir fsyncs a directory, so that files created, renamed or removed in it
-// survive a power loss.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(queueDir)
 }
 
 // Size returns the size of a segment's records file.

@@ -114,7 +114,7 @@ func FuzzScan(f *testing.F) {
 			rec, err := r.Next()
 			if err != nil {
 				var ce *CorruptionError
-				if errors.As(err, &ce) && !ce.Framing {
+				if errors.As(err, &ce) && !ce.Framing() {
 					continue
 				}
 				break

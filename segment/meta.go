@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // metaFile holds a sealed segment's Summary so that opening a queue with a
@@ -19,15 +21,10 @@ func WriteMeta(queueDir string, s *Summary) error {
 	if err != nil {
 		return fmt.Errorf("write meta of segment %020d: %w", s.Base, err)
 	}
-	dir := Dir(queueDir, s.Base)
-	tmp := filepath.Join(dir, metaFile+".tmp")
-	if err := writeFileSync(tmp, data); err != nil {
+	if err := atomicfile.Replace(Dir(queueDir, s.Base), metaFile, data); err != nil {
 		return fmt.Errorf("write meta of segment %020d: %w", s.Base, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
-		return fmt.Errorf("write meta of segment %020d: %w", s.Base, err)
-	}
-	return SyncDir(dir)
+	return nil
 }
 
 // ReadMeta loads the summary of a sealed segment. ok is false when there is

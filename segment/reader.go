@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"syscall"
 )
@@ -16,6 +17,7 @@ import (
 // committed record. A Reader is not safe for concurrent use.
 type Reader struct {
 	f    *os.File
+	dir  string // the queue directory, for errors
 	base uint64
 	buf  []byte // window of the file starting at bufAt
 	at   int64  // file offset of buf[0]
@@ -106,7 +108,12 @@ func OpenReader(queueDir string, base uint64) (*Reader, error) {
 		}
 		return nil, fmt.Errorf("open segment %020d: %w", base, err)
 	}
-	return &Reader{f: f, base: base}, nil
+	return &Reader{f: f, dir: queueDir, base: base}, nil
+}
+
+// corrupt is the CorruptionError of kind at offset at, for record id.
+func (r *Reader) corrupt(kind CorruptionKind, at int64, id uint64, err error) *CorruptionError {
+	return &CorruptionError{Kind: kind, Dir: r.dir, Segment: r.base, Offset: at, ID: id, Err: err}
 }
 
 // Base returns the id of the segment's first record.
@@ -144,6 +151,82 @@ func (r *Reader) peek(need int) ([]byte, error) {
 	return r.buf[:min(n, need)], nil
 }
 
+// Frame is one frame of a segment, as Frames walks it: a good record, or a
+// bad frame (Err set; Err.Kind says what is wrong).
+type Frame struct {
+	Offset int64 // where the frame starts in the file
+	End    int64 // where the next frame starts (for a framing error, where reading stopped)
+	// Record is the good record (Err nil). Its payload is valid until
+	// the walk goes on.
+	Record Record
+	Err    *CorruptionError
+}
+
+// Frames walks the segment from the Reader's position, frame by frame:
+// good records and bad frames alike, the rules of Next deciding which is
+// which. The walk ends at the clean end of the file (ZeroTail then says how
+// many zero bytes follow), after a framing error (the last frame yielded),
+// or with an I/O error, yielded with a zero Frame. Scan is built on it, and
+// mqueue dump prints it.
+func (r *Reader) Frames() iter.Seq2[Frame, error] {
+	return func(yield func(Frame, error) bool) {
+		for {
+			at := r.off
+			rec, err := r.Next()
+			var ce *CorruptionError
+			switch {
+			case err == nil:
+				if !yield(Frame{Offset: at, End: r.off, Record: rec}, nil) {
+					return
+				}
+			case errors.As(err, &ce):
+				if !yield(Frame{Offset: ce.Offset, End: r.off, Err: ce}, nil) || ce.Framing() {
+					return
+				}
+			case errors.Is(err, io.EOF):
+				return
+			default:
+				yield(Frame{Offset: at, End: at}, err)
+				return
+			}
+		}
+	}
+}
+
+// StoredHeader is the fixed header of a frame as the file holds it, read
+// without checking its CRC: what an operator needs to judge a bad record.
+type StoredHeader struct {
+	ID         uint64
+	EnqueuedAt int64 // unix ms
+	ExpiresAt  int64 // unix ms; 0 = never
+	// Rest is what follows the fixed header in the entry: the delay, key
+	// and payload, as far as frame holds them.
+	Rest []byte
+	// RestLen is the length of Rest that the frame's length prefix says.
+	RestLen int
+}
+
+// ReadStoredHeader decodes the frame (its uvarint length prefix and entry)
+// at the start of b without trusting it. ok is false when the prefix
+// does not say frameBytes in all, or the entry is shorter than a header.
+func ReadStoredHeader(b []byte, frameBytes int64) (h StoredHeader, ok bool) {
+	k, size := frame(b)
+	if k <= 0 || size < HeaderSize || int64(k)+int64(size) != frameBytes {
+		return StoredHeader{}, false
+	}
+	entry := b[k:]
+	if len(entry) < HeaderSize {
+		return StoredHeader{}, false
+	}
+	return StoredHeader{
+		ID:         binary.LittleEndian.Uint64(entry[5:]),
+		EnqueuedAt: int64(binary.LittleEndian.Uint64(entry[13:])),
+		ExpiresAt:  int64(binary.LittleEndian.Uint64(entry[21:])),
+		Rest:       entry[HeaderSize:],
+		RestLen:    int(size) - HeaderSize,
+	}, true
+}
+
 // Next returns the next record. At the clean end of the file it returns
 // io.EOF. A bad record is returned as a *CorruptionError: when only the
 // record is bad (CRC, version, id) the Reader has moved past it and Next
@@ -178,8 +261,7 @@ func (r *Reader) Next() (Record, error) {
 			if r.limit > 0 {
 				run = min(run, max(r.limit-r.off, 1))
 			}
-			ce := &CorruptionError{Segment: r.base, Offset: r.off, ID: r.base + r.n,
-				Reason: fmt.Sprintf("%d zero bytes (empty frames) before other bytes", run)}
+			ce := r.corrupt(CorruptZeroFill, r.off, r.base+r.n, fmt.Errorf("%d zero bytes (empty frames) before other bytes", run))
 			r.off += run
 			r.n += uint64(run)
 			return Record{}, ce
@@ -188,7 +270,7 @@ func (r *Reader) Next() (Record, error) {
 	k, size := frame(head)
 	id := r.base + r.n
 	if k <= 0 || size > maxRecordSize {
-		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id, Reason: "unreadable frame length", Framing: true}
+		r.stop = r.corrupt(CorruptFraming, r.off, id, errors.New("unreadable frame length"))
 		return Record{}, r.stop
 	}
 	if k+int(size) > readChunk {
@@ -199,8 +281,7 @@ func (r *Reader) Next() (Record, error) {
 			return Record{}, fmt.Errorf("read segment %020d at %d: %w", r.base, r.off, err)
 		}
 		if r.off+int64(k)+int64(size) > fi.Size() {
-			r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
-				Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+			r.stop = r.corrupt(CorruptFraming, r.off, id, fmt.Errorf("frame of %d bytes runs past the end of the file", size))
 			return Record{}, r.stop
 		}
 	}
@@ -209,8 +290,7 @@ func (r *Reader) Next() (Record, error) {
 		return Record{}, err
 	}
 	if len(entry) < k+int(size) {
-		r.stop = &CorruptionError{Segment: r.base, Offset: r.off, ID: id,
-			Reason: fmt.Sprintf("frame of %d bytes runs past the end of the file", size), Framing: true}
+		r.stop = r.corrupt(CorruptFraming, r.off, id, fmt.Errorf("frame of %d bytes runs past the end of the file", size))
 		return Record{}, r.stop
 	}
 	at := r.off
@@ -218,10 +298,10 @@ func (r *Reader) Next() (Record, error) {
 	r.n++
 	rec, err := DecodeRecord(entry[k:])
 	if err != nil {
-		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: err.Error()}
+		return Record{}, r.corrupt(CorruptRecord, at, id, err)
 	}
 	if rec.ID != id {
-		return Record{}, &CorruptionError{Segment: r.base, Offset: at, ID: id, Reason: fmt.Sprintf("stored id %d", rec.ID)}
+		return Record{}, r.corrupt(CorruptID, at, id, fmt.Errorf("stored id %d", rec.ID))
 	}
 	return rec, nil
 }
@@ -235,7 +315,7 @@ func (r *Reader) SkipTo(id uint64) (bad []*CorruptionError, err error) {
 		var ce *CorruptionError
 		switch {
 		case err == nil:
-		case errors.As(err, &ce) && !ce.Framing:
+		case errors.As(err, &ce) && !ce.Framing():
 			bad = append(bad, ce)
 		default:
 			return bad, err

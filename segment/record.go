@@ -15,27 +15,76 @@ var (
 	// ErrBroken is returned by a Writer whose last write or fsync failed and
 	// that has not been recovered since.
 	ErrBroken = errors.New("segment: writer broken by an earlier write error")
+	// ErrKeyTooLong is returned by Writer.Append for a record whose key is
+	// over MaxKeyLen; nothing is written and the Writer stays usable.
+	ErrKeyTooLong = errors.New("segment: idempotency key too long")
 	// ErrNotFound: no segment with that base in the queue directory.
 	ErrNotFound = errors.New("segment: not found")
 )
 
-// CorruptionError says where a bad record is. It wraps ErrCorrupt.
+// CorruptionKind says what is wrong where a CorruptionError points.
+type CorruptionKind int
+
+// The kinds of corruption a Reader or Scan reports.
+const (
+	// CorruptRecord: a frame that reads, holding a record whose CRC,
+	// version or layout is wrong. Reading goes on after it.
+	CorruptRecord CorruptionKind = iota + 1
+	// CorruptID: a good record that holds another id than its place says.
+	CorruptID
+	// CorruptFraming: the frame itself is unreadable (its length prefix,
+	// or a length past the end of the file): nothing after it in the
+	// segment can be read.
+	CorruptFraming
+	// CorruptZeroFill: a run of zero bytes (empty frames) before other
+	// bytes, reported once for the run.
+	CorruptZeroFill
+	// CorruptCutBatch: an atomic batch whose last record is missing.
+	CorruptCutBatch
+	// CorruptMore stands for the further bad records Scan does not list.
+	CorruptMore
+)
+
+// String names the kind as dump prints it.
+func (k CorruptionKind) String() string {
+	switch k {
+	case CorruptRecord:
+		return "record"
+	case CorruptID:
+		return "id"
+	case CorruptFraming:
+		return "framing"
+	case CorruptZeroFill:
+		return "zero-fill"
+	case CorruptCutBatch:
+		return "cut-batch"
+	case CorruptMore:
+		return "more"
+	}
+	return fmt.Sprintf("CorruptionKind(%d)", int(k))
+}
+
+// CorruptionError says what is wrong and where. It wraps ErrCorrupt and
+// Err.
 type CorruptionError struct {
+	Kind    CorruptionKind
+	Dir     string // the queue directory
 	Segment uint64 // base id of the segment
-	Offset  int64  // byte offset of the record's frame in the segment file
+	Offset  int64  // byte offset of the frame in the segment file
 	ID      uint64 // id the record should have had
-	Reason  string
-	// Framing is true when the frame itself is unreadable, so nothing after
-	// Offset in this segment can be read.
-	Framing bool
+	Err     error  // what is wrong, for a human
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("segment %020d offset %d (id %d): %s", e.Segment, e.Offset, e.ID, e.Reason)
+	return fmt.Sprintf("segment %020d offset %d (id %d): %v", e.Segment, e.Offset, e.ID, e.Err)
 }
 
-// Unwrap returns ErrCorrupt.
-func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+// Unwrap returns ErrCorrupt and Err.
+func (e *CorruptionError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// Framing reports whether the frame itself is unreadable, so that nothing
+// after Offset in this segment can be read.
+func (e *CorruptionError) Framing() bool { return e.Kind == CorruptFraming }
 
 const (
 	// HeaderSize is the fixed part of a record before the payload.
@@ -80,15 +129,28 @@ type Record struct {
 }
 
 // EncodedSize is the size of r's entry, without tidwall's length prefix.
-func (r *Record) EncodedSize() int {
-	n := HeaderSize + len(r.Payload)
-	if len(r.Key) > 0 {
-		n += 1 + len(r.Key)
+func (r *Record) EncodedSize() int { return RecordSize(len(r.Payload), len(r.Key), r.VisibleAt != 0) }
+
+// RecordSize is the size of the entry of a record with a payload and a key
+// of these lengths, delayed or not, without tidwall's length prefix: the
+// one place that knows the layout's size.
+func RecordSize(payload, key int, delayed bool) int {
+	n := HeaderSize + payload
+	if key > 0 {
+		n += 1 + key
 	}
-	if r.VisibleAt != 0 {
+	if delayed {
 		n += 8
 	}
 	return n
+}
+
+// FrameSize is RecordSize with tidwall's length prefix: the bytes the
+// record takes in a segment file.
+func FrameSize(payload, key int, delayed bool) int {
+	n := RecordSize(payload, key, delayed)
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], uint64(n)) + n
 }
 
 // AppendRecord appends the encoding of r to dst and returns the result.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/mqueue/mqueue/segment/atomicfile"
 )
 
 // Summary describes the records of one segment. It is what the engine keeps
@@ -100,45 +102,36 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	var pending []*CorruptionError // bad records after the last good one so far
 	var pendingSummary = res.Summary
 	var open *CorruptionError // the first record of an atomic batch not yet ended
-	for {
-		start := r.off
-		rec, err := r.Next()
-		var ce *CorruptionError
-		switch {
-		case err == nil:
-			pendingSummary.Add(&rec)
-			pendingSummary.Records = r.n
-			if rec.More {
-				// Good, but it counts only once its batch ends.
-				if open == nil {
-					open = &CorruptionError{Segment: base, Offset: start, ID: rec.ID,
-						Reason: "atomic batch cut short: its last record is missing"}
-				}
-				continue
-			}
-			open = nil
-			res.Corrupt = append(res.Corrupt, pending...)
-			pending = pending[:0]
-			res.Summary = pendingSummary
-			res.ValidSize = r.off
-			continue
-		case errors.As(err, &ce):
+	for f, err := range r.Frames() {
+		if err != nil {
+			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+		}
+		if ce := f.Err; ce != nil {
 			switch {
 			case len(pending) < maxPending:
 				pending = append(pending, ce)
 			case len(pending) == maxPending:
 				// Garbage makes a bad frame every few bytes: list the
 				// first ones and count the rest, so memory stays bounded.
-				pending = append(pending, &CorruptionError{Segment: base, Offset: ce.Offset, ID: ce.ID,
-					Reason: "more bad records follow, not listed one by one"})
+				pending = append(pending, r.corrupt(CorruptMore, ce.Offset, ce.ID, errors.New("more bad records follow, not listed one by one")))
 			}
-			if !ce.Framing {
-				continue
-			}
-		case !errors.Is(err, io.EOF):
-			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
+			continue
 		}
-		break
+		rec := &f.Record
+		pendingSummary.Add(rec)
+		pendingSummary.Records = r.n
+		if rec.More {
+			// Good, but it counts only once its batch ends.
+			if open == nil {
+				open = r.corrupt(CorruptCutBatch, f.Offset, rec.ID, errors.New("atomic batch cut short: its last record is missing"))
+			}
+			continue
+		}
+		open = nil
+		res.Corrupt = append(res.Corrupt, pending...)
+		pending = pending[:0]
+		res.Summary = pendingSummary
+		res.ValidSize = f.End
 	}
 	switch {
 	case open != nil:
@@ -215,7 +208,7 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 	if err := f.Sync(); err != nil {
 		return nil, false, fmt.Errorf("repair segment %020d: fsync: %w", base, err)
 	}
-	if err := SyncDir(queueDir); err != nil {
+	if err := atomicfile.SyncDir(queueDir); err != nil {
 		return nil, false, err
 	}
 	res.Cut = res.FileSize - res.ValidSize
@@ -226,28 +219,12 @@ func Repair(queueDir string, base uint64) (*ScanResult, bool, error) {
 // cutZeroTail truncates the records file at res.ValidSize and fsyncs it.
 // res then describes the file as it is.
 func cutZeroTail(queueDir string, res *ScanResult) error {
-	if err := truncateSync(DataPath(queueDir, res.Base), res.ValidSize); err != nil {
+	if err := atomicfile.Truncate(DataPath(queueDir, res.Base), res.ValidSize); err != nil {
 		return fmt.Errorf("segment %020d: cut zero-filled tail at %d: %w", res.Base, res.ValidSize, err)
 	}
 	res.Cut = res.FileSize - res.ValidSize
 	res.FileSize = res.ValidSize
 	return nil
-}
-
-// truncateSync cuts the file at path to size bytes and fsyncs it.
-func truncateSync(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	err = f.Truncate(size)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // keepTail copies n bytes of f from off into a new file name, fsynced,
@@ -269,21 +246,4 @@ func keepTail(name string, f *os.File, off, n int64) (int64, error) {
 		err = cerr
 	}
 	return copied, err
-}
-
-// writeFileSync creates name with data and fsyncs it.
-func writeFileSync(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -66,7 +67,7 @@ func readAll(t testing.TB, dir string, base uint64) (good []Record, bad []*Corru
 			continue
 		case errors.As(err, &ce):
 			bad = append(bad, ce)
-			if !ce.Framing {
+			if !ce.Framing() {
 				continue
 			}
 		case !errors.Is(err, io.EOF):
@@ -272,10 +273,11 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 		within      int64 // byte offset within the record's frame
 		wantGood    int
 		wantFraming bool
+		wantKind    CorruptionKind
 	}{
-		{"bit_flip_payload", 4, 40, 9, false},
-		{"bit_flip_header_id", 4, 8, 9, false},
-		{"bit_flip_length", 4, 0, 4, true}, // framing lost: the rest is unreadable
+		{"bit_flip_payload", 4, 40, 9, false, CorruptRecord},
+		{"bit_flip_header_id", 4, 8, 9, false, CorruptRecord},
+		{"bit_flip_length", 4, 0, 4, true, CorruptFraming}, // framing lost: the rest is unreadable
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,7 +296,7 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 			if len(good) != tc.wantGood || len(bad) != 1 {
 				t.Fatalf("%d good, %d bad", len(good), len(bad))
 			}
-			if bad[0].Offset != offs[tc.record] || bad[0].Segment != 1 || bad[0].Framing != tc.wantFraming || bad[0].ID != uint64(tc.record+1) {
+			if bad[0].Offset != offs[tc.record] || bad[0].Segment != 1 || bad[0].Framing() != tc.wantFraming || bad[0].ID != uint64(tc.record+1) {
 				t.Fatalf("corruption reported as %+v, want offset %d", bad[0], offs[tc.record])
 			}
 			for _, g := range good {
@@ -304,6 +306,12 @@ func TestMidSegmentCorruptionIsReportedNotServed(t *testing.T) {
 			}
 			if !errors.Is(bad[0], ErrCorrupt) {
 				t.Fatal("CorruptionError does not wrap ErrCorrupt")
+			}
+			if bad[0].Kind != tc.wantKind || bad[0].Dir != dir || bad[0].Err == nil {
+				t.Fatalf("kind %v dir %q err %v, want %v in %s", bad[0].Kind, bad[0].Dir, bad[0].Err, tc.wantKind, dir)
+			}
+			if tc.wantKind == CorruptRecord && !strings.Contains(bad[0].Error(), "crc32c") {
+				t.Fatalf("a CRC failure says %q", bad[0].Error())
 			}
 			// Scan on the sealed segment: a payload flip is mid-log corruption.
 			res, err := Scan(dir, 1)
@@ -648,5 +656,101 @@ func TestRepairCutsPartialAtomicBatch(t *testing.T) {
 	res, repaired, err := Repair(dir, 1)
 	if err != nil || repaired || res.Records != singles+batch || res.Tail != nil {
 		t.Fatalf("whole batch: repaired %v, %d records, tail %v, %v", repaired, res.Records, res.Tail, err)
+	}
+}
+
+// Append refuses a key the format cannot hold, writes nothing of that
+// batch, and keeps working.
+func TestAppendRefusesKeyOverMaxKeyLen(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	long := bytes.Repeat([]byte("k"), MaxKeyLen+1)
+	if err := w.Append([]Record{{ID: 1, Payload: []byte("a")}, {ID: 2, Key: long, Payload: []byte("b")}}); !errors.Is(err, ErrKeyTooLong) {
+		t.Fatalf("Append with a %d-byte key: %v, want ErrKeyTooLong", len(long), err)
+	}
+	if w.NextID() != 1 || w.Broken() != nil {
+		t.Fatalf("after the refusal: next id %d, broken %v", w.NextID(), w.Broken())
+	}
+	max := bytes.Repeat([]byte("m"), MaxKeyLen)
+	if err := w.Append([]Record{{ID: 1, Key: max, Payload: []byte("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	good, bad := readAll(t, dir, 1)
+	if len(good) != 1 || len(bad) != 0 || !bytes.Equal(good[0].Key, max) || string(good[0].Payload) != "c" {
+		t.Fatalf("read back %d good %v", len(good), bad)
+	}
+}
+
+// FrameSize is the bytes Append writes for a record.
+func TestFrameSizeIsWhatAppendWrites(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	id := uint64(1)
+	for _, payload := range []int{1, 90, 100, 200, 20000} {
+		for _, key := range []int{0, 1, MaxKeyLen} {
+			for _, delayed := range []bool{false, true} {
+				r := Record{ID: id, Payload: make([]byte, payload), Key: bytes.Repeat([]byte("k"), key)}
+				if delayed {
+					r.VisibleAt = 5
+				}
+				before := w.Summary().Bytes
+				if err := w.Append([]Record{r}); err != nil {
+					t.Fatal(err)
+				}
+				if got, want := w.Summary().Bytes-before, int64(FrameSize(payload, key, delayed)); got != want {
+					t.Fatalf("payload %d key %d delayed %v: wrote %d bytes, FrameSize %d", payload, key, delayed, got, want)
+				}
+				id++
+			}
+		}
+	}
+}
+
+// Frames yields every frame in order, each ending where the next starts,
+// good and bad alike, and stops after a framing error.
+func TestFramesWalk(t *testing.T) {
+	dir := t.TempDir()
+	offs, _ := writeSegment(t, dir, 1, 6, true)
+	path := DataPath(dir, 1)
+	data, _ := os.ReadFile(path)
+	data[offs[2]+40] ^= 1 // record 3: a bad CRC, reading goes on
+	data[offs[5]] = 0xFF  // record 6: a length past the end, reading stops
+	data[offs[5]+1] = 0xFF
+	os.WriteFile(path, data, 0o640)
+	r, err := OpenReader(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var kinds []string
+	next := int64(0)
+	for f, err := range r.Frames() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Offset != next {
+			t.Fatalf("frame at %d, the previous one ended at %d", f.Offset, next)
+		}
+		next = f.End
+		if f.Err != nil {
+			kinds = append(kinds, f.Err.Kind.String())
+			continue
+		}
+		kinds = append(kinds, fmt.Sprintf("good %d", f.Record.ID))
+	}
+	want := []string{"good 1", "good 2", "record", "good 4", "good 5", "framing"}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Fatalf("frames %v, want %v", kinds, want)
 	}
 }

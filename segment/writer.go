@@ -7,8 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"syscall"
 
+	"github.com/mqueue/mqueue/segment/atomicfile"
 	"github.com/tidwall/wal"
 )
 
@@ -38,11 +38,11 @@ import (
 type Writer struct {
 	queueDir   string
 	sum        Summary
-	f          *os.File // O_RDWR; nil once sealed or closed
-	alloc      int64    // size of the file: the records, then zeros
-	noPrealloc bool     // zero-filling failed once (a full disk): append only
-	allocLimit int64    // zero-fill no further than this file size (negative: no limit)
-	buf        []byte   // the frames of the batch being written, reused
+	f          File   // the records file, O_RDWR (file.go); nil once sealed or closed
+	alloc      int64  // size of the file: the records, then zeros
+	noPrealloc bool   // zero-filling failed once (a full disk): append only
+	allocLimit int64  // zero-fill no further than this file size (negative: no limit)
+	buf        []byte // the frames of the batch being written, reused
 	broken     error
 }
 
@@ -89,7 +89,7 @@ func countEntries(queueDir string, base, want uint64) error {
 // openAppend opens the records file for writing at its end, which must be
 // at size (the file holds only records).
 func openAppend(queueDir string, base uint64, size int64) (*Writer, error) {
-	f, err := os.OpenFile(DataPath(queueDir, base), os.O_RDWR, 0)
+	f, err := openFile(DataPath(queueDir, base))
 	if err != nil {
 		return nil, err
 	}
@@ -153,16 +153,16 @@ func Create(queueDir string, base uint64) (*Writer, error) {
 	if err := os.Mkdir(tmp, 0o750); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := writeFileSync(filepath.Join(tmp, walFile), nil); err != nil {
+	if err := atomicfile.WriteSync(filepath.Join(tmp, walFile), nil); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := SyncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
-	if err := SyncDir(queueDir); err != nil {
+	if err := atomicfile.SyncDir(queueDir); err != nil {
 		return nil, fmt.Errorf("create segment %020d: %w", base, err)
 	}
 	w, err := openAppend(queueDir, base, 0)
@@ -228,6 +228,12 @@ func (w *Writer) Append(recs []Record) error {
 		if recs[i].ID != next+uint64(i) {
 			return fmt.Errorf("append to segment %020d: record id %d, want %d", w.sum.Base, recs[i].ID, next+uint64(i))
 		}
+		if len(recs[i].Key) > MaxKeyLen {
+			// The format stores the key's length in one byte and reads
+			// back at most MaxKeyLen: a longer one would be stored as a
+			// record that reads back corrupt, losing the message.
+			return fmt.Errorf("append to segment %020d: record id %d: %w: %d bytes, at most %d", w.sum.Base, recs[i].ID, ErrKeyTooLong, len(recs[i].Key), MaxKeyLen)
+		}
 		buf = binary.AppendUvarint(buf, uint64(recs[i].EncodedSize()))
 		buf = AppendRecord(buf, &recs[i])
 	}
@@ -262,7 +268,7 @@ func (w *Writer) Sync() error {
 	if w.broken != nil {
 		return fmt.Errorf("fsync segment %020d: %w", w.sum.Base, ErrBroken)
 	}
-	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := w.f.Datasync(); err != nil {
 		w.broken = err
 		return fmt.Errorf("fdatasync segment %020d: %w", w.sum.Base, err)
 	}
@@ -288,7 +294,7 @@ func (w *Writer) Recover(to Summary) error {
 		_ = w.f.Close() // its pending state is what we are discarding
 		w.f = nil
 	}
-	if err := truncateSync(DataPath(w.queueDir, w.sum.Base), w.sum.Bytes); err != nil {
+	if err := atomicfile.Truncate(DataPath(w.queueDir, w.sum.Base), w.sum.Bytes); err != nil {
 		return fmt.Errorf("recover segment %020d: truncate to %d: %w", w.sum.Base, w.sum.Bytes, err)
 	}
 	if err := countEntries(w.queueDir, w.sum.Base, w.sum.Records); err != nil {

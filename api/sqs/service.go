@@ -214,6 +214,8 @@ func (s *Service) engineErr(op, queue string, err error) *Error {
 	switch {
 	case errors.Is(err, engine.ErrQueueNotFound):
 		return newError(kindNonExistentQueue, "the specified queue %s does not exist", queue)
+	case errors.Is(err, engine.ErrInvalidKey):
+		return newError(kindInvalidParameter, "%s on queue %s: %v", op, queue, err)
 	case errors.Is(err, engine.ErrInvalidQueueName):
 		return newError(kindInvalidParameter, "invalid queue name %q", queue)
 	case errors.Is(err, engine.ErrQueueFull), errors.Is(err, engine.ErrTooManyInFlight):

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mqueue/mqueue/engine"
+	"github.com/mqueue/mqueue/engine/format"
 	"github.com/mqueue/mqueue/segment"
 )
 
@@ -113,9 +114,9 @@ const (
 	// metaName is segment's (unexported) name for a sealed segment's summary.
 	metaName = "meta"
 	// The cursor and hwm formats belong to engine/cursor.go.
-	cursorFileName = engine.CursorFileName
-	hwmFileName    = engine.HWMFileName
-	hwmSize        = engine.HWMFileSize
+	cursorFileName = format.CursorFile
+	hwmFileName    = format.HWMFile
+	hwmSize        = format.HWMFileSize
 	// maxTimeMs is 9999-12-31T23:59:59.999Z; larger values are not times.
 	maxTimeMs = 253402300799999
 )
@@ -674,15 +675,18 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 // is false when --limit or an I/O error cut the read short; stopped when it
 // was --limit.
 func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader, raw *os.File, st *segState) (complete, stopped bool) {
-	for {
+	for f, err := range r.Frames() {
 		if d.werr != nil {
 			return false, true
 		}
-		at := r.Offset()
-		rec, err := r.Next()
-		var ce *segment.CorruptionError
+		if err != nil {
+			d.flushRun(st)
+			d.ioError(queue, base, fmt.Sprintf("queue %s segment %s offset %d: %v", queue, name, f.Offset, err))
+			return false, false
+		}
+		at, rec, ce := f.Offset, f.Record, f.Err
 		switch {
-		case err == nil:
+		case ce == nil:
 			d.flushRun(st)
 			st.good++
 			if st.good == 1 {
@@ -691,7 +695,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			st.lastID = rec.ID
 			st.sum.Add(&rec)
 			st.sum.Records = r.NextID() - base
-			st.validSize = r.Offset()
+			st.validSize = f.End
 			st.tailAt = -1
 			switch {
 			case !rec.More:
@@ -711,30 +715,30 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.shown++
 			d.emit(d.recordEvent(queue, base, at, &rec))
-		case errors.As(err, &ce) && ce.Framing:
+		case ce.Framing():
 			d.flushRun(st)
 			st.framing = 1
 			if st.tailAt < 0 {
 				st.tailAt = ce.Offset
 			}
 			ev := &corruptEvent{Type: "corrupt", Queue: queue, Segment: base, Offset: ce.Offset, ID: ce.ID,
-				Kind: "framing", Count: 1, LastID: ce.ID, Reason: ce.Reason}
+				Kind: "framing", Count: 1, LastID: ce.ID, Reason: ce.Err.Error()}
 			if fi, err := raw.Stat(); err == nil {
 				ev.Bytes = max(fi.Size()-ce.Offset, 0)
 			}
 			st.problems = append(st.problems, problem{offset: ce.Offset, text: fmt.Sprintf(
-				"queue %s segment %s offset %d: unreadable frame (id %d): %s", queue, name, ce.Offset, ce.ID, ce.Reason)})
+				"queue %s segment %s offset %d: unreadable frame (id %d): %v", queue, name, ce.Offset, ce.ID, ce.Err)})
 			// Framing errors are shown whatever --from and --limit say:
 			// they hide the rest of the segment.
 			d.shown++
 			d.emit(ev)
 			return true, false
-		case errors.As(err, &ce):
+		default:
 			st.bad++
 			if st.tailAt < 0 {
 				st.tailAt = ce.Offset
 			}
-			frameBytes := r.Offset() - ce.Offset
+			frameBytes := f.End - ce.Offset
 			reason := reasonText(ce)
 			stored := d.readStored(raw, ce.Offset, frameBytes)
 			if stored == nil && st.run != nil && st.run.Reason == reason && st.run.Offset+st.run.Bytes == ce.Offset {
@@ -762,20 +766,15 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			}
 			d.shown++
 			d.emit(ev)
-		case errors.Is(err, io.EOF):
-			return true, false
-		default:
-			d.flushRun(st)
-			d.ioError(queue, base, fmt.Sprintf("queue %s segment %s offset %d: %v", queue, name, r.Offset(), err))
-			return false, false
 		}
 	}
+	return true, false // the clean end of the file
 }
 
 // reasonText is a CorruptionError's reason without the "segment: corrupt
 // record: " that every bad record's reason starts with.
 func reasonText(ce *segment.CorruptionError) string {
-	return strings.TrimPrefix(ce.Reason, segment.ErrCorrupt.Error()+": ")
+	return strings.TrimPrefix(ce.Err.Error(), segment.ErrCorrupt.Error()+": ")
 }
 
 // flushRun prints a pending run of short bad frames.
@@ -819,25 +818,17 @@ func (d *dumper) readStored(raw *os.File, off, frameBytes int64) *storedHeader {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil
 	}
-	buf = buf[:n]
-	size, k := binary.Uvarint(buf)
-	if k <= 0 || size < segment.HeaderSize || int64(k)+int64(size) != frameBytes {
+	h, ok := segment.ReadStoredHeader(buf[:n], frameBytes)
+	if !ok {
 		return nil
 	}
-	entry := buf[k:]
-	if len(entry) < segment.HeaderSize {
-		return nil
-	}
-	enq := int64(binary.LittleEndian.Uint64(entry[13:]))
-	exp := int64(binary.LittleEndian.Uint64(entry[21:]))
-	payloadLen := int(size) - segment.HeaderSize
-	payload := entry[segment.HeaderSize:]
+	payloadLen, payload := h.RestLen, h.Rest
 	s := &storedHeader{
-		ID:           binary.LittleEndian.Uint64(entry[5:]),
-		EnqueuedAt:   formatTime(enq),
-		EnqueuedAtMs: enq,
-		ExpiresAt:    expiry(exp),
-		ExpiresAtMs:  exp,
+		ID:           h.ID,
+		EnqueuedAt:   formatTime(h.EnqueuedAt),
+		EnqueuedAtMs: h.EnqueuedAt,
+		ExpiresAt:    expiry(h.ExpiresAt),
+		ExpiresAtMs:  h.ExpiresAt,
 		Size:         payloadLen,
 	}
 	s.Preview, _ = preview(payload)
@@ -915,7 +906,7 @@ func readCursor(dir string) (cursorInfo, error) {
 		return cursorInfo{State: "unreadable"}, err
 	}
 	defer f.Close()
-	var raw [engine.CursorFileSize]byte
+	var raw [format.CursorFileSize]byte
 	n, err := f.ReadAt(raw[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return cursorInfo{State: "unreadable"}, err
@@ -928,7 +919,7 @@ func readCursor(dir string) (cursorInfo, error) {
 		c.State = "empty"
 		return c, nil
 	}
-	if readID, seq, slot, ok := engine.DecodeCursor(raw[:n]); ok {
+	if readID, seq, slot, ok := format.DecodeCursor(raw[:n]); ok {
 		c.State, c.Seq, c.ReadID, c.Slot = "ok", seq, readID, slot
 	}
 	return c, nil
@@ -953,14 +944,14 @@ func readHWM(dir string) (hwmInfo, error) {
 	if fi, err := f.Stat(); err == nil {
 		h.Bytes = fi.Size()
 	}
-	if v, ok := engine.DecodeHWM(b[:n]); ok {
+	if v, ok := format.DecodeHWM(b[:n]); ok {
 		h.State, h.Value = "ok", v
 	}
 	return h, nil
 }
 
-// leasesFileName is the queue's lease log (engine/lease.go).
-const leasesFileName = "leases"
+// leasesFileName is the queue's lease log.
+const leasesFileName = format.LeasesFile
 
 // readLeases reads a queue's lease log as the engine does at start; nil
 // when there is none.
@@ -972,8 +963,8 @@ func readLeases(dir string) (*leasesInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	count, done, bad, torn := engine.DecodeLeaseLog(raw)
-	li := &leasesInfo{Records: len(raw) / engine.LeaseRecordSize, Bad: bad, Torn: torn, Held: []uint64{}}
+	count, done, bad, torn := format.DecodeLeaseLog(raw)
+	li := &leasesInfo{Records: len(raw) / format.LeaseRecordSize, Bad: bad, Torn: torn, Held: []uint64{}}
 	for id := range count {
 		if !done[id] {
 			li.Held = append(li.Held, id)

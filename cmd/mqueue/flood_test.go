@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relFds counts the open file descriptors of a process.
@@ -71,16 +73,16 @@ func relP50(t testing.TB, client *http.Client, url string, n int) time.Duration 
 // and a restart finds every queue and every message, without opening them
 // all at once, /healthz answering meanwhile.
 func TestQueueFlood(t *testing.T) {
-	relLong(t)
+	proctest.Long(t)
 	const maxQueues, maxOpen = 2000, 200
-	bin := relBuild(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	flags := []string{"--max-queues", fmt.Sprint(maxQueues), "--max-open-queues", fmt.Sprint(maxOpen), "--idle-close", "200ms", "--drain-grace", "100ms"}
-	s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-0"})
-	pid := s.cmd.Process.Pid
-	client := relClient(t)
-	hot := s.base + "/api/queue/hot"
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-0"})
+	pid := s.Cmd.Process.Pid
+	client := proctest.Client(t)
+	hot := s.Base + "/api/queue/hot"
 
 	before := relP50(t, client, hot, 200)
 	fdsBefore := relFds(t, pid)
@@ -117,7 +119,7 @@ func TestQueueFlood(t *testing.T) {
 				if i >= names {
 					return
 				}
-				resp, err := client.Post(fmt.Sprintf("%s/api/queue/f%05d", s.base, i), "text/plain", strings.NewReader(fmt.Sprint("m", i)))
+				resp, err := client.Post(fmt.Sprintf("%s/api/queue/f%05d", s.Base, i), "text/plain", strings.NewReader(fmt.Sprint("m", i)))
 				if err != nil {
 					t.Errorf("POST f%05d: %v", i, err)
 					return
@@ -170,27 +172,27 @@ func TestQueueFlood(t *testing.T) {
 	if ratio > 10 {
 		t.Errorf("p50 at the cap is %.1fx the p50 before (%v, %v)", ratio, atCap, before)
 	}
-	if m := relMetricsSize(t, client, s.base); m > 0 {
+	if m := relMetricsSize(t, client, s.Base); m > 0 {
 		t.Logf("/metrics: %d bytes with %d queues", m, maxQueues)
 	}
 
 	// A clean restart: /healthz answers while the queues are recovered, the
 	// fds stay few, and every queue gives its message back.
-	if _, err := s.term(relExitLimit); err != nil {
-		t.Fatalf("SIGTERM: %v; log:\n%s", err, s.logTail())
+	if _, err := s.Term(proctest.ExitLimit); err != nil {
+		t.Fatalf("SIGTERM: %v; log:\n%s", err, s.LogTail())
 	}
 	client.CloseIdleConnections()
-	s2 := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-1"})
+	s2 := proctest.Launch(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-1"})
 	probe := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
 	healthy, notReady := 0, 0
-	for deadline := time.Now().Add(relReadyLimit); ; {
-		if resp, err := probe.Get(s2.base + "/healthz"); err == nil {
+	for deadline := time.Now().Add(proctest.ReadyLimit); ; {
+		if resp, err := probe.Get(s2.Base + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				healthy++
 			}
 		}
-		resp, err := probe.Get(s2.base + "/readyz")
+		resp, err := probe.Get(s2.Base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -198,23 +200,23 @@ func TestQueueFlood(t *testing.T) {
 			}
 			notReady++
 		}
-		if !s2.alive() || time.Now().After(deadline) {
-			t.Fatalf("restart not ready within %v; log:\n%s", relReadyLimit, s2.logTail())
+		if !s2.Alive() || time.Now().After(deadline) {
+			t.Fatalf("restart not ready within %v; log:\n%s", proctest.ReadyLimit, s2.LogTail())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("restart: /healthz answered %d times while /readyz said 503 %d times; %s", healthy, notReady, time.Since(s2.started).Round(time.Millisecond))
+	t.Logf("restart: /healthz answered %d times while /readyz said 503 %d times; %s", healthy, notReady, time.Since(s2.Started).Round(time.Millisecond))
 	if notReady > 0 && healthy < notReady {
 		t.Errorf("/healthz answered %d of %d probes during start", healthy, notReady)
 	}
 	// A start leaves 64 queues open, 2 files each.
-	if n := relFds(t, s2.cmd.Process.Pid); n >= fdsBefore+2*64+50 {
+	if n := relFds(t, s2.Cmd.Process.Pid); n >= fdsBefore+2*64+50 {
 		t.Errorf("%d fds after a start with %d queues", n, maxQueues)
 	}
-	if log := s2.logText(); strings.Contains(log, "could not be recovered") {
-		t.Fatalf("queues not recovered after the restart; log:\n%s", s2.logTail())
+	if log := s2.LogText(); strings.Contains(log, "could not be recovered") {
+		t.Fatalf("queues not recovered after the restart; log:\n%s", s2.LogTail())
 	}
-	resp, err := client.Get(s2.base + "/api/stats")
+	resp, err := client.Get(s2.Base + "/api/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestQueueFlood(t *testing.T) {
 	}
 	missing := 0
 	for i := range names {
-		resp, err := client.Get(fmt.Sprintf("%s/api/queue/f%05d", s2.base, i))
+		resp, err := client.Get(fmt.Sprintf("%s/api/queue/f%05d", s2.Base, i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,10 +253,10 @@ func TestQueueFlood(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d queues did not give their message back after the restart", missing)
 	}
-	if n := relFds(t, s2.cmd.Process.Pid); n > 4*maxQueues {
+	if n := relFds(t, s2.Cmd.Process.Pid); n > 4*maxQueues {
 		t.Errorf("%d fds after reading every queue", n)
 	}
-	if _, err := s2.term(relExitLimit); err != nil {
+	if _, err := s2.Term(proctest.ExitLimit); err != nil {
 		t.Errorf("SIGTERM: %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // TestPprofHidesAuthToken: with --auth-token on the command line, the
@@ -17,12 +19,12 @@ import (
 // without the token (SECURITY finding 7).
 func TestPprofHidesAuthToken(t *testing.T) {
 	const token = "s3cret-token-4f9a1c"
-	bin := relBuild(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
-	pprofAddr := relFreeAddr(t)
-	s, _ := relStartReady(t, relConfig{bin: bin, data: filepath.Join(dir, "data"), logDir: dir, name: "pprof",
-		flags: []string{"--auth-token", token, "--pprof", pprofAddr}})
-	client := relClient(t)
+	pprofAddr := proctest.FreeAddr(t)
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: filepath.Join(dir, "data"), LogDir: dir, Name: "pprof",
+		Flags: []string{"--auth-token", token, "--pprof", pprofAddr}})
+	client := proctest.Client(t)
 	for _, path := range []string{"/debug/pprof/cmdline", "/debug/pprof/", "/debug/pprof/cmdline?debug=1"} {
 		resp, err := client.Get("http://" + pprofAddr + path)
 		if err != nil {
@@ -40,12 +42,12 @@ func TestPprofHidesAuthToken(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	log := s.logText()
+	log := s.LogText()
 	if !strings.Contains(log, "--metrics-auth") || !strings.Contains(log, "level=WARN") {
-		t.Errorf("no warning that /metrics is open with --auth-token; log:\n%s", s.logTail())
+		t.Errorf("no warning that /metrics is open with --auth-token; log:\n%s", s.LogTail())
 	}
 	if strings.Contains(log, token) {
-		t.Errorf("the log shows the auth token:\n%s", s.logTail())
+		t.Errorf("the log shows the auth token:\n%s", s.LogTail())
 	}
 }
 
@@ -94,10 +96,10 @@ func TestHTTPLimitFlags(t *testing.T) {
 // TestMaxConnectionsFlag: the real binary with --max-connections 2 serves a
 // third connection only once one of the first two closes.
 func TestMaxConnectionsFlag(t *testing.T) {
-	bin := relBuild(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
-	s, _ := relStartReady(t, relConfig{bin: bin, data: filepath.Join(dir, "data"), logDir: dir, name: "maxconn",
-		flags: []string{"--max-connections", "2"}})
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: filepath.Join(dir, "data"), LogDir: dir, Name: "maxconn",
+		Flags: []string{"--max-connections", "2"}})
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {
@@ -105,7 +107,7 @@ func TestMaxConnectionsFlag(t *testing.T) {
 		}
 	}()
 	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 	"github.com/mqueue/mqueue/engine"
 )
 
@@ -180,7 +181,7 @@ func TestRunDispatch(t *testing.T) {
 // listener, a second process on the same data directory, and the drain.
 func TestServeWiring(t *testing.T) {
 	cfg, err := parseServeFlags([]string{
-		"--addr", relFreeAddr(t), "--pprof", relFreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"),
+		"--addr", proctest.FreeAddr(t), "--pprof", proctest.FreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"),
 		"--drain-grace", "100ms", "--max-memory-bytes", "1000000",
 	}, env(nil))
 	if err != nil {
@@ -246,7 +247,7 @@ func TestServeWiring(t *testing.T) {
 	// A second process on the same data directory fails at start and the
 	// first one goes on serving.
 	cfg2 := *cfg
-	cfg2.addr, cfg2.pprof = relFreeAddr(t), ""
+	cfg2.addr, cfg2.pprof = proctest.FreeAddr(t), ""
 	err = serve(ctx, &cfg2, log)
 	if err == nil || !errors.Is(err, engine.ErrLocked) {
 		t.Errorf("second serve on the same data directory = %v, want ErrLocked", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // sqsClient is an AWS SDK client of the server at base, retries off.
@@ -34,11 +35,11 @@ func sqsClient(t *testing.T, base string) *awssqs.Client {
 // everything back: every send the SDK saw succeed is there, and nothing
 // that was never sent.
 func TestSQSKill9NoAcknowledgedSendLost(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
-	dir := relTempDir(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
+	dir := proctest.TempDir(t)
 	data := dir + "/data"
-	cfg := relConfig{bin: bin, data: data, logDir: dir, flags: []string{"--drain-grace=0"}}
+	cfg := proctest.Config{Bin: bin, Data: data, LogDir: dir, Flags: []string{"--drain-grace=0"}}
 
 	var mu sync.Mutex
 	acked := map[string]bool{} // bodies whose send succeeded
@@ -46,9 +47,9 @@ func TestSQSKill9NoAcknowledgedSendLost(t *testing.T) {
 	const rounds = 3
 	var queueURL string
 	for round := 1; round <= rounds; round++ {
-		cfg.name = fmt.Sprintf("life-%d", round)
-		s, _ := relStartReady(t, cfg)
-		c := sqsClient(t, s.base)
+		cfg.Name = fmt.Sprintf("life-%d", round)
+		s, _ := proctest.StartReady(t, cfg)
+		c := sqsClient(t, s.Base)
 		out, err := c.CreateQueue(context.Background(), &awssqs.CreateQueueInput{QueueName: aws.String("crash")})
 		if err != nil {
 			t.Fatalf("round %d: CreateQueue: %v", round, err)
@@ -93,7 +94,7 @@ func TestSQSKill9NoAcknowledgedSendLost(t *testing.T) {
 			})
 		}
 		time.Sleep(1500 * time.Millisecond)
-		s.kill() // SIGKILL, mid-load
+		s.Kill() // SIGKILL, mid-load
 		stop()
 		wg.Wait()
 		mu.Lock()
@@ -101,9 +102,9 @@ func TestSQSKill9NoAcknowledgedSendLost(t *testing.T) {
 		mu.Unlock()
 	}
 
-	cfg.name = "final"
-	s, _ := relStartReady(t, cfg)
-	c := sqsClient(t, s.base)
+	cfg.Name = "final"
+	s, _ := proctest.StartReady(t, cfg)
+	c := sqsClient(t, s.Base)
 	got := map[string]int{}
 	for empty := 0; empty < 2; {
 		out, err := c.ReceiveMessage(context.Background(), &awssqs.ReceiveMessageInput{QueueUrl: &queueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 600})

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // TestServeUIFlag: the console is on by default; --ui=false (or
@@ -34,7 +36,7 @@ func TestServeUIFlag(t *testing.T) {
 	}
 
 	for _, on := range []bool{true, false} {
-		args := []string{"--addr", relFreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"), "--drain-grace", "0s"}
+		args := []string{"--addr", proctest.FreeAddr(t), "--data", filepath.Join(t.TempDir(), "data"), "--drain-grace", "0s"}
 		if !on {
 			args = append(args, "--ui=false")
 		}

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relFill batch-POSTs n messages "<prefix>-<i>" to queue.
@@ -78,16 +80,16 @@ func relDrainBodies(t *testing.T, client *http.Client, base, queue string) []str
 // order, and none in the DLQ: a crash between a message's enqueue to the
 // source and its ack in the DLQ is deduplicated by the redrive's key.
 func TestRedriveKill9(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round=%d", round), func(t *testing.T) {
-			dir := relTempDir(t)
-			cfg := relConfig{bin: bin, data: dir, logDir: dir, name: "server"}
-			s, _ := relStartReady(t, cfg)
-			client := relClient(t)
+			dir := proctest.TempDir(t)
+			cfg := proctest.Config{Bin: bin, Data: dir, LogDir: dir, Name: "server"}
+			s, _ := proctest.StartReady(t, cfg)
+			client := proctest.Client(t)
 			const n = 3000
-			relFill(t, client, s.base, "jobs.dlq", "r", n)
+			relFill(t, client, s.Base, "jobs.dlq", "r", n)
 
 			var mu sync.Mutex
 			answered := 0 // messages whose redrive was answered 200
@@ -97,7 +99,7 @@ func TestRedriveKill9(t *testing.T) {
 			go func() {
 				defer close(done)
 				for ctx.Err() == nil {
-					req, _ := http.NewRequestWithContext(ctx, "POST", s.base+"/api/queue/jobs.dlq/redrive?max=5", nil)
+					req, _ := http.NewRequestWithContext(ctx, "POST", s.Base+"/api/queue/jobs.dlq/redrive?max=5", nil)
 					resp, err := client.Do(req)
 					if err != nil {
 						return
@@ -128,7 +130,7 @@ func TestRedriveKill9(t *testing.T) {
 					break
 				}
 			}
-			s.kill()
+			s.Kill()
 			cancel()
 			<-done
 			mu.Lock()
@@ -138,8 +140,8 @@ func TestRedriveKill9(t *testing.T) {
 				t.Fatalf("the kill came too early or too late: %d of %d redriven before it", before, n)
 			}
 
-			s, _ = relStartReady(t, cfg)
-			resp, err := client.Post(s.base+"/api/queue/jobs.dlq/redrive", "", nil)
+			s, _ = proctest.StartReady(t, cfg)
+			resp, err := client.Post(s.Base+"/api/queue/jobs.dlq/redrive", "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,8 +150,8 @@ func TestRedriveKill9(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("redrive after restart = %d %s", resp.StatusCode, body)
 			}
-			got := relDrainBodies(t, client, s.base, "jobs")
-			if left := relDrainBodies(t, client, s.base, "jobs.dlq"); len(left) != 0 {
+			got := relDrainBodies(t, client, s.Base, "jobs")
+			if left := relDrainBodies(t, client, s.Base, "jobs.dlq"); len(left) != 0 {
 				t.Errorf("%d messages left in the DLQ", len(left))
 			}
 			seen := map[string]int{}
@@ -187,22 +189,22 @@ func TestRedriveKill9(t *testing.T) {
 // (every message, in order) or not at all, no tombstone is left, and the
 // other queue is untouched.
 func TestDeleteKill9(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	wholes, gones, tombs := 0, 0, 0
 	for round := range 8 {
 		t.Run(fmt.Sprintf("round=%d", round), func(t *testing.T) {
-			dir := relTempDir(t)
-			cfg := relConfig{bin: bin, data: dir, logDir: dir, name: "server", flags: []string{"--segment-bytes", "4096"}}
-			s, _ := relStartReady(t, cfg)
-			client := relClient(t)
+			dir := proctest.TempDir(t)
+			cfg := proctest.Config{Bin: bin, Data: dir, LogDir: dir, Name: "server", Flags: []string{"--segment-bytes", "4096"}}
+			s, _ := proctest.StartReady(t, cfg)
+			client := proctest.Client(t)
 			const n = 3000
-			relFill(t, client, s.base, "doomed", "d", n)
-			relFill(t, client, s.base, "kept", "k", 100)
+			relFill(t, client, s.Base, "doomed", "d", n)
+			relFill(t, client, s.Base, "kept", "k", 100)
 
 			answered := make(chan int, 1)
 			go func() {
-				req, _ := http.NewRequest("DELETE", s.base+"/api/queue/doomed", nil)
+				req, _ := http.NewRequest("DELETE", s.Base+"/api/queue/doomed", nil)
 				resp, err := client.Do(req)
 				if err != nil {
 					answered <- 0
@@ -212,11 +214,11 @@ func TestDeleteKill9(t *testing.T) {
 				answered <- resp.StatusCode
 			}()
 			time.Sleep(time.Duration(round) * 500 * time.Microsecond)
-			s.kill()
+			s.Kill()
 			status := <-answered
 
-			s, _ = relStartReady(t, cfg)
-			resp, err := client.Get(s.base + "/api/stats/doomed")
+			s, _ = proctest.StartReady(t, cfg)
+			resp, err := client.Get(s.Base + "/api/stats/doomed")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +235,7 @@ func TestDeleteKill9(t *testing.T) {
 				if status == http.StatusNoContent {
 					t.Errorf("DELETE answered 204 and the queue is back after the kill")
 				}
-				got := relDrainBodies(t, client, s.base, "doomed")
+				got := relDrainBodies(t, client, s.Base, "doomed")
 				if len(got) != n {
 					t.Errorf("queue back with %d of %d messages", len(got), n)
 				}
@@ -251,10 +253,10 @@ func TestDeleteKill9(t *testing.T) {
 					t.Errorf("tombstone %s left after the restart", e.Name())
 				}
 			}
-			if got := relDrainBodies(t, client, s.base, "kept"); len(got) != 100 {
+			if got := relDrainBodies(t, client, s.Base, "kept"); len(got) != 100 {
 				t.Errorf("other queue has %d of 100 messages", len(got))
 			}
-			tomb := strings.Contains(s.logText(), "removed the files of a queue deleted before a crash")
+			tomb := strings.Contains(s.LogText(), "removed the files of a queue deleted before a crash")
 			if tomb {
 				tombs++
 			}

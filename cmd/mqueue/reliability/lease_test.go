@@ -1,4 +1,4 @@
-package main
+package reliability
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // TestLeaseKill9 leases messages from a real server under load, acks about
@@ -23,8 +25,8 @@ import (
 // delayed by 2 s: it must come once, never before its time, before or
 // after the kill.
 func TestLeaseKill9(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round=%d", round), func(t *testing.T) {
 			leaseKill9Round(t, bin, int64(round))
@@ -33,10 +35,10 @@ func TestLeaseKill9(t *testing.T) {
 }
 
 func leaseKill9Round(t *testing.T, bin string, round int64) {
-	dir := relTempDir(t)
-	cfg := relConfig{bin: bin, data: dir, logDir: dir, name: "server"}
-	s, _ := relStartReady(t, cfg)
-	client := relClient(t)
+	dir := proctest.TempDir(t)
+	cfg := proctest.Config{Bin: bin, Data: dir, LogDir: dir, Name: "server"}
+	s, _ := proctest.StartReady(t, cfg)
+	client := proctest.Client(t)
 	const n = 3000
 	const delay = 2 * time.Second
 	// Fill with batch POSTs: bodies "m-<i>", and in each batch one
@@ -54,7 +56,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		fmt.Fprintf(&b, `{"body":%q,"delay":%d}]}`, d, int(delay.Seconds()))
 		all = append(all, d)
 		notBefore[d] = time.Now().Add(delay)
-		resp, err := client.Post(s.base+"/api/queue/lq/batch", "application/json", strings.NewReader(b.String()))
+		resp, err := client.Post(s.Base+"/api/queue/lq/batch", "application/json", strings.NewReader(b.String()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +80,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(round), uint64(w)))
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "GET", s.base+"/api/queue/lq?lease=600", nil)
+				req, _ := http.NewRequestWithContext(ctx, "GET", s.Base+"/api/queue/lq?lease=600", nil)
 				resp, err := client.Do(req)
 				if err != nil {
 					return
@@ -106,7 +108,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 				mu.Lock()
 				unsure[m] = true
 				mu.Unlock()
-				req, _ = http.NewRequestWithContext(ctx, "POST", s.base+"/api/queue/lq/ack", nil)
+				req, _ = http.NewRequestWithContext(ctx, "POST", s.Base+"/api/queue/lq/ack", nil)
 				req.Header.Set("X-Receipt", receipt)
 				resp, err = client.Do(req)
 				if err != nil {
@@ -127,7 +129,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		}()
 	}
 	time.Sleep(time.Duration(300+100*round) * time.Millisecond)
-	s.kill()
+	s.Kill()
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -136,7 +138,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		t.Fatalf("the load did too little before the kill: %d acked, %d leased", len(acked), len(leased))
 	}
 
-	s, _ = relStartReady(t, cfg)
+	s, _ = proctest.StartReady(t, cfg)
 	seen := map[string]int{}
 	// Drain until every delay has ended (and a little more).
 	var lastDue time.Time
@@ -146,7 +148,7 @@ func leaseKill9Round(t *testing.T, bin string, round int64) {
 		}
 	}
 	for {
-		resp, err := client.Get(s.base + "/api/queue/lq/batch?max=1000")
+		resp, err := client.Get(s.Base + "/api/queue/lq/batch?max=1000")
 		if err != nil {
 			t.Fatal(err)
 		}

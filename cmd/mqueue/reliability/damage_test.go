@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Torn and corrupt files at the binary level: a real server fills a data
 // directory and stops; the test damages the files the way a crash, a power
@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relFrame is one record of a segment file as found on disk.
@@ -252,8 +254,8 @@ func relDamageCases() []relDamageCase {
 }
 
 func TestReliabilityDamagedFiles(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	cases := relDamageCases()
 	opened, refused, badServed, reused, lostBeyond := 0, 0, 0, 0, 0
 	for i, c := range cases {
@@ -285,9 +287,9 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 	data := filepath.Join(dir, "data")
 	qdir := filepath.Join(data, relQueue)
 	flags := []string{"--segment-bytes", "4096", "--drain-grace", "100ms"}
-	s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "before"})
-	client := relClient(t)
-	url := s.base + "/api/queue/" + relQueue
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "before"})
+	client := proctest.Client(t)
+	url := s.Base + "/api/queue/" + relQueue
 	const total, popFirst = 80, 10
 	acked := map[uint64]string{} // id -> key
 	var maxID uint64
@@ -317,8 +319,8 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 	}
 	client.CloseIdleConnections()
 	if c.kill {
-		s.kill()
-	} else if _, err := s.term(relExitLimit); err != nil {
+		s.Kill()
+	} else if _, err := s.Term(proctest.ExitLimit); err != nil {
 		t.Fatal(err)
 	}
 	hit := map[uint64]bool{}
@@ -327,18 +329,18 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 	}
 	res.hitLen = len(hit)
 
-	s2 := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "after"})
-	if _, err := s2.waitReady(relReadyLimit); err != nil {
-		log := s2.logText()
+	s2 := proctest.Launch(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "after"})
+	if _, err := s2.WaitReady(proctest.ReadyLimit); err != nil {
+		log := s2.LogText()
 		if strings.Contains(log, "panic") || !strings.Contains(log, "level=ERROR") {
-			t.Errorf("after %s the server did not start and said nothing clear: %v; log:\n%s", c.name, err, s2.logTail())
+			t.Errorf("after %s the server did not start and said nothing clear: %v; log:\n%s", c.name, err, s2.LogTail())
 		} else {
 			res.refused = true
-			t.Errorf("after %s the server refused to start: %v; log:\n%s", c.name, err, s2.logTail())
+			t.Errorf("after %s the server refused to start: %v; log:\n%s", c.name, err, s2.LogTail())
 		}
 		return res
 	}
-	url = s2.base + "/api/queue/" + relQueue
+	url = s2.Base + "/api/queue/" + relQueue
 	delivered := map[uint64]bool{}
 	var last uint64
 	for i := 0; i < 3*total; i++ {
@@ -353,7 +355,7 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 		}
 		if resp.StatusCode != 200 {
 			res.refused = true
-			t.Errorf("after %s: GET = %d %s; log:\n%s", c.name, resp.StatusCode, body, s2.logTail())
+			t.Errorf("after %s: GET = %d %s; log:\n%s", c.name, resp.StatusCode, body, s2.LogTail())
 			return res
 		}
 		id, _ := strconv.ParseUint(resp.Header.Get("X-Message-Id"), 10, 64)
@@ -377,7 +379,7 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 		}
 	}
 	if res.lostBeyond > 0 {
-		t.Errorf("after %s: %d acked messages that the damage did not touch were not delivered; log:\n%s", c.name, res.lostBeyond, s2.logTail())
+		t.Errorf("after %s: %d acked messages that the damage did not touch were not delivered; log:\n%s", c.name, res.lostBeyond, s2.LogTail())
 	}
 	// A new message gets an id above every id ever handed out.
 	resp, err := client.Post(url, "application/octet-stream", strings.NewReader("after"))
@@ -391,7 +393,7 @@ func relDamageRun(t *testing.T, bin string, n int, c relDamageCase) (res relDama
 		t.Errorf("after %s: POST = %d with id %d; ids up to %d were handed out before", c.name, resp.StatusCode, id, maxID)
 	}
 	client.CloseIdleConnections()
-	if _, err := s2.term(relExitLimit); err != nil {
+	if _, err := s2.Term(proctest.ExitLimit); err != nil {
 		t.Errorf("SIGTERM: %v", err)
 	}
 	res.opened = true

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Bad input at the binary level: hostile queue names, garbage headers and
 // parameters, and slowloris connections. 0 panics, 0 5xx.
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relRaw sends one raw request on a new connection and returns the status
@@ -38,13 +40,13 @@ func relRaw(addr, req string) int {
 }
 
 func TestReliabilityHostileInput(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	s, _ := relStartReady(t, relConfig{bin: bin, data: data, logDir: dir, name: "server",
-		flags: []string{"--read-header-timeout", "2s", "--drain-grace", "100ms"}})
-	host := s.addr
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, LogDir: dir, Name: "server",
+		Flags: []string{"--read-header-timeout", "2s", "--drain-grace", "100ms"}})
+	host := s.Addr
 	fivexx := map[string]int{}
 	requests := 0
 	net501 := 0
@@ -124,11 +126,11 @@ func TestReliabilityHostileInput(t *testing.T) {
 		_, _ = io.WriteString(c, "POST /api/queue/slow HTTP/1.1\r\nHost: x\r\nX-Slow: ")
 	}
 	slowStart := time.Now()
-	client := relClient(t)
+	client := proctest.Client(t)
 	served, maxLat := 0, time.Duration(0)
 	for i := 0; i < 50; i++ {
 		st := time.Now()
-		resp, err := client.Post(s.base+"/api/queue/fast", "text/plain", strings.NewReader("m"))
+		resp, err := client.Post(s.Base+"/api/queue/fast", "text/plain", strings.NewReader("m"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 201 {
@@ -156,10 +158,10 @@ func TestReliabilityHostileInput(t *testing.T) {
 	}
 	wg.Wait()
 
-	if !s.alive() {
-		t.Fatalf("the server died; log:\n%s", s.logTail())
+	if !s.Alive() {
+		t.Fatalf("the server died; log:\n%s", s.LogTail())
 	}
-	for _, l := range relLogPanics(s.logText()) {
+	for _, l := range proctest.LogPanics(s.LogText()) {
 		t.Errorf("server log: %s", l)
 	}
 	n5 := 0
@@ -173,28 +175,28 @@ func TestReliabilityHostileInput(t *testing.T) {
 	if released != slow || maxRelease > 4*time.Second {
 		t.Errorf("slowloris: %d of %d connections released, the last after %v (header timeout 2s)", released, slow, maxRelease)
 	}
-	if _, err := s.term(relExitLimit); err != nil {
+	if _, err := s.Term(proctest.ExitLimit); err != nil {
 		t.Error(err)
 	}
 	t.Logf("figures: hostile-input requests=%d 5xx=%d (besides %d x 501 from net/http for an unknown Transfer-Encoding) panics=%d; slowloris: %d half-sent headers, %d released within %v (header timeout 2s), other requests served %d/50 (max latency %v)",
-		requests, n5, net501, len(relLogPanics(s.logText())), slow, released, maxRelease.Round(time.Millisecond), served, maxLat.Round(time.Millisecond))
+		requests, n5, net501, len(proctest.LogPanics(s.LogText())), slow, released, maxRelease.Round(time.Millisecond), served, maxLat.Round(time.Millisecond))
 }
 
 // TestReliabilityQueueNamedLOCK: "LOCK" is a valid queue name, and the data
 // directory's lock file has that name. A POST to it must not be a 5xx.
 func TestReliabilityQueueNamedLOCK(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
-	s, _ := relStartReady(t, relConfig{bin: bin, data: filepath.Join(dir, "data"), logDir: dir, name: "server",
-		flags: []string{"--drain-grace", "100ms"}})
-	post := relRaw(s.addr, "POST /api/queue/LOCK HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
-	get := relRaw(s.addr, "GET /api/queue/LOCK HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: filepath.Join(dir, "data"), LogDir: dir, Name: "server",
+		Flags: []string{"--drain-grace", "100ms"}})
+	post := relRaw(s.Addr, "POST /api/queue/LOCK HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+	get := relRaw(s.Addr, "GET /api/queue/LOCK HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	t.Logf("figures: queue named LOCK: POST %d, GET %d", post, get)
 	if post >= 500 || get >= 500 {
-		t.Errorf("queue LOCK: POST = %d, GET = %d; the queue directory would be the data directory's lock file; log:\n%s", post, get, s.logTail())
+		t.Errorf("queue LOCK: POST = %d, GET = %d; the queue directory would be the data directory's lock file; log:\n%s", post, get, s.LogTail())
 	}
-	if _, err := s.term(relExitLimit); err != nil {
+	if _, err := s.Term(proctest.ExitLimit); err != nil {
 		t.Error(err)
 	}
 }

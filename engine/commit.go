@@ -3,8 +3,6 @@ package engine
 import (
 	"runtime"
 	"time"
-
-	"github.com/mqueue/mqueue/segment"
 )
 
 // run is the queue's commit loop: the one goroutine that writes its segment
@@ -87,6 +85,15 @@ func (q *queue) run() {
 				q.finish()
 				return
 			}
+		case reply := <-q.shedding:
+			// Engine.shed asks: retireIdle reads commitState, so the loop
+			// answers it itself.
+			ok := q.retireIdle()
+			reply <- ok
+			if ok {
+				q.finish()
+				return
+			}
 		case <-q.quit:
 			q.finish() // Engine.retire
 			return
@@ -99,7 +106,7 @@ func (q *queue) run() {
 				return
 			}
 			q.commitPending() // what was accepted before closing is answered
-			q.shutdown()
+			q.closeErr = q.shutdown()
 			q.releaseMemory() // the tail and held bodies go back to the engine's budget
 			return
 		}
@@ -113,8 +120,8 @@ func (q *queue) run() {
 func (q *queue) commitPending() {
 	// Allocated before the lock, which producers are queueing on.
 	if q.next == nil {
-		q.next = &batch{done: make(chan struct{}), recs: q.spare}
-		q.spare = nil
+		q.next = &batch{done: make(chan struct{}), recs: q.spare, after: q.spareAfter}
+		q.spare, q.spareAfter = nil, nil
 	}
 	q.mu.Lock()
 	var b *batch
@@ -137,8 +144,8 @@ func (q *queue) commitPending() {
 		// Producers read only first and err once done is closed, so the
 		// record slice can carry the next batch.
 		clear(b.recs)
-		q.spare = b.recs[:0]
-		b.recs = nil
+		q.spare, q.spareAfter = b.recs[:0], b.after[:0]
+		b.recs, b.after = nil, nil
 	}
 	if cb != nil || target != q.persisted || q.cursorRetry {
 		q.commitCursor(target, cb)
@@ -158,11 +165,11 @@ func (q *queue) commitBatch(b *batch) {
 		r := &b.recs[i]
 		r.ID = b.first + uint64(i)
 		r.EnqueuedAt = now
-		if r.ExpiresAt != 0 { // the TTL in ms until now (queue.enqueue)
-			r.ExpiresAt += now
+		if a := b.after[i]; a.ttl != 0 {
+			r.ExpiresAt = now + a.ttl
 		}
-		if r.VisibleAt != 0 { // the delay in ms, likewise
-			r.VisibleAt += now
+		if a := b.after[i]; a.delay != 0 {
+			r.VisibleAt = now + a.delay
 		}
 	}
 	last := b.first + uint64(len(b.recs)) - 1
@@ -219,176 +226,11 @@ func (q *queue) commitBatch(b *batch) {
 	if b.keyed {
 		q.commitKeysLocked(b)
 	}
-	close(q.notify) // wake long polls: one close for the whole batch
-	q.notify = notify
+	q.broadcastLocked(notify) // wake long polls: one close for the whole batch
 	q.mu.Unlock()
 	q.enqueued.Add(uint64(len(b.recs)))
 	close(b.done)
 }
-
-// reserveAhead starts writing the next hwm reservation in the background
-// once half of the current one is used, so that its write, fsync, rename
-// and directory fsync (2.6-3.2 ms, docs/PERFORMANCE.md) stay off the
-// commit's path; a commit waits for it only if the other half runs out
-// first. One write at a time; q.hwm moves only when it is durable, so no
-// id at or past a durable bound is ever handed out.
-func (q *queue) reserveAhead(last uint64) {
-	if q.hwmDone != nil {
-		select {
-		case err := <-q.hwmDone:
-			q.hwmDone = nil
-			q.tookHWM(err)
-		default:
-			return // still being written
-		}
-	}
-	if last+hwmStep/2 < q.hwm {
-		return
-	}
-	target := max(q.hwm, last+1) + hwmStep
-	done := make(chan error, 1)
-	go func() { done <- writeHWM(q.dir, target) }()
-	q.hwmDone, q.hwmTarget = done, target
-}
-
-// awaitHWM waits for a background hwm write, if one is running.
-func (q *queue) awaitHWM() {
-	if q.hwmDone != nil {
-		q.tookHWM(<-q.hwmDone)
-		q.hwmDone = nil
-	}
-}
-
-// tookHWM records the outcome of a background hwm write.
-func (q *queue) tookHWM(err error) {
-	if err != nil {
-		q.e.opts.Metrics.IncWriteError()
-		q.log.ErrorContext(RepeatingLog, "reserving ids ahead failed; retried at the next commit", "err", err)
-		return
-	}
-	q.hwm = max(q.hwm, q.hwmTarget)
-}
-
-// prepareWrite mends a writer broken by an earlier error and rotates the
-// active segment when this batch would overflow it or it is too old.
-func (q *queue) prepareWrite(size int64) error {
-	if q.writer == nil {
-		// An earlier rotation sealed the old segment but could not create
-		// the new one.
-		w, err := segment.Create(q.dir, q.nextID)
-		if err != nil {
-			return err
-		}
-		q.installWriter(w)
-	}
-	if q.writer.Broken() != nil {
-		if err := q.writer.Recover(q.committedSum); err != nil {
-			q.log.ErrorContext(RepeatingLog, "segment still broken; refusing writes", "err", err)
-			return err
-		}
-		q.log.Info("segment repaired after write error", "segment", segment.Name(q.committedSum.Base), "size", q.committedSum.Bytes)
-		q.e.opts.Metrics.IncRepaired()
-		q.countFile()
-		// A reader's buffer may hold bytes of the failed batch that the
-		// repair cut and the next batch will overwrite.
-		q.mu.Lock()
-		if q.reader != nil && q.reader.Base() == q.committedSum.Base {
-			q.reader.Close()
-			q.reader = nil
-		}
-		q.mu.Unlock()
-	}
-	sum := q.writer.Summary()
-	if q.nextID != q.writer.NextID() {
-		// Ids jump past the high-water mark (newest records were lost
-		// before the last start): they continue in a new segment.
-		return q.rotate()
-	}
-	if sum.Records > 0 && (sum.Bytes+size > q.e.opts.SegmentBytes || q.e.opts.Now().Sub(q.activeAt) >= q.e.opts.SegmentAge) {
-		return q.rotate()
-	}
-	return nil
-}
-
-// rotate seals the active segment and starts a new one at nextID.
-func (q *queue) rotate() error {
-	sealed, err := q.writer.Seal()
-	q.countFile() // Seal cut the zero-filled space off
-	if err != nil {
-		return err
-	}
-	if err := segment.WriteMeta(q.dir, &sealed); err != nil {
-		q.log.Warn("sealed segment has no meta; the next open will scan it", "err", err)
-	}
-	q.writer = nil
-	q.activeFile = 0 // sealed.Bytes, counted in segBytes, is its size now
-	q.mu.Lock()
-	q.segs[len(q.segs)-1] = sealed
-	q.tmu.Lock()
-	q.tail.reset()
-	q.tmu.Unlock()
-	q.mu.Unlock()
-	w, err := segment.Create(q.dir, q.nextID)
-	if err != nil {
-		// The sealed segment is still the newest on disk and would reopen
-		// as the active one; prepareWrite tries again before each batch.
-		return err
-	}
-	q.installWriter(w)
-	return nil
-}
-
-// installWriter makes a freshly created segment the active one.
-func (q *queue) installWriter(w *segment.Writer) {
-	q.writer = w
-	q.activeFile = 0 // created empty
-	q.countFile()
-	q.committedSum = w.Summary()
-	q.activeAt = q.e.opts.Now()
-	q.mu.Lock()
-	q.segs = append(q.segs, w.Summary())
-	q.mu.Unlock()
-}
-
-// countFile counts a change in the active segment's file size (its
-// records and the zero-filled space ahead of them) in segBytes and the
-// engine's disk bytes, which --max-disk-bytes caps. Runs on the commit loop.
-func (q *queue) countFile() {
-	var size int64
-	if q.writer != nil {
-		size = q.writer.FileSize()
-	}
-	d := size - q.activeFile
-	if d == 0 {
-		return
-	}
-	q.activeFile = size
-	q.mu.Lock()
-	q.segBytes += d
-	q.mu.Unlock()
-	q.e.diskBytes.Add(d)
-}
-
-// syncWriter fsyncs the active segment, timing it.
-func (q *queue) syncWriter() error {
-	start := time.Now()
-	err := q.writer.Sync()
-	q.observeFsync(start)
-	if err == nil {
-		q.dirty = false
-	}
-	return err
-}
-
-func (q *queue) observeFsync(start time.Time) {
-	d := time.Since(start)
-	q.e.opts.Metrics.ObserveFsync(d)
-	if d > slowFsync {
-		q.log.Warn("slow fsync", "duration", d)
-	}
-}
-
-const slowFsync = 500 * time.Millisecond
 
 // failBatch answers a batch with err: nothing of it was stored. The writer
 // is repaired before the next write (prepareWrite).
@@ -485,78 +327,4 @@ func (q *queue) rewindLocked(id uint64) {
 		q.reader.Close()
 		q.reader = nil
 	}
-}
-
-// backgroundSync is the interval mode's periodic fsync.
-func (q *queue) backgroundSync() {
-	if !q.dirty {
-		return
-	}
-	if q.writer != nil && q.writer.Broken() == nil {
-		if err := q.syncWriter(); err != nil {
-			q.e.opts.Metrics.IncWriteError()
-			q.log.ErrorContext(RepeatingLog, "background fsync failed", "err", err)
-			return
-		}
-	}
-	start := time.Now()
-	if err := q.cursor.sync(); err != nil {
-		q.e.opts.Metrics.IncWriteError()
-		q.log.ErrorContext(RepeatingLog, "background cursor fsync failed", "err", err)
-		return
-	}
-	if err := q.syncLeaseLog(); err != nil {
-		q.e.opts.Metrics.IncWriteError()
-		q.log.ErrorContext(RepeatingLog, "background lease log fsync failed", "err", err)
-		return
-	}
-	q.observeFsync(start)
-	q.dirty = false
-}
-
-// shutdown writes the final cursor and exact hwm, fsyncs and closes files.
-func (q *queue) shutdown() {
-	if q.readID != q.persisted || q.cursorRetry {
-		q.commitCursor(q.readID, nil)
-	}
-	if err := q.cursor.sync(); err != nil {
-		q.log.Error("final cursor fsync failed", "err", err)
-	}
-	if err := q.cursor.close(); err != nil {
-		q.log.Error("close cursor", "err", err)
-	}
-	if q.leaseFile != nil {
-		if err := q.syncLeaseLog(); err != nil {
-			q.log.Error("final lease log fsync failed", "err", err)
-		}
-		q.leaseFile.Close()
-		q.leaseFile = nil
-	}
-	if q.retired.Load() && len(q.held) == 0 && q.leaseRecs > 0 {
-		q.emptyLeaseLog()
-	}
-	if q.writer != nil && q.writer.Broken() != nil {
-		// Cut what the failed batch left in the file, so that the next
-		// open finds no torn tail (on a full disk it could not keep one).
-		if err := q.writer.Recover(q.committedSum); err != nil {
-			q.log.Error("could not repair segment at close; the next open will", "err", err)
-		}
-	}
-	q.awaitHWM() // before the exact bound below, which it must not overwrite
-	if q.writer == nil {
-		q.log.Error("no active segment at close; hwm left as reserved")
-	} else if err := q.writer.Close(); err != nil {
-		q.log.Error("final segment fsync failed", "err", err)
-	} else if err := writeHWM(q.dir, q.nextID); err != nil {
-		q.log.Error("final hwm write failed", "err", err)
-	}
-	q.countFile() // Close cut the zero-filled space off
-	q.mu.Lock()
-	if q.reader != nil {
-		q.reader.Close()
-		q.reader = nil
-	}
-	close(q.notify)
-	q.notify = make(chan struct{})
-	q.mu.Unlock()
 }

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // A consumer that reads its backlog from disk while the active segment is
 // empty: the state right after the compactor seals an aged segment (no
@@ -15,11 +15,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 func TestReliabilityBacklogAfterAgeRotation(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
 			dir := t.TempDir()
@@ -27,10 +29,10 @@ func TestReliabilityBacklogAfterAgeRotation(t *testing.T) {
 			// 8 KiB segments keep a 4 KiB memory tail, so most of a
 			// backlog of 100 bodies of 200 bytes is read from disk.
 			flags := []string{"--segment-bytes", "8192", "--segment-age", "1s", "--drain-grace", "100ms"}
-			s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-0"})
-			client := relClient(t)
+			s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-0"})
+			client := proctest.Client(t)
 			const n = 100
-			url := s.base + "/api/queue/" + relQueue
+			url := s.Base + "/api/queue/" + relQueue
 			var ids []uint64
 			for i := 0; i < n; i++ {
 				resp, err := client.Post(url, "application/octet-stream", strings.NewReader(fmt.Sprintf("%04d%s", i, strings.Repeat("x", 196))))
@@ -45,11 +47,11 @@ func TestReliabilityBacklogAfterAgeRotation(t *testing.T) {
 				ids = append(ids, id)
 			}
 			if restart {
-				if _, err := s.term(relExitLimit); err != nil {
+				if _, err := s.Term(proctest.ExitLimit); err != nil {
 					t.Fatal(err)
 				}
-				s, _ = relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-1"})
-				url = s.base + "/api/queue/" + relQueue
+				s, _ = proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-1"})
+				url = s.Base + "/api/queue/" + relQueue
 			}
 			// The compactor (every second) seals the active segment once it
 			// is a second old; the new active segment stays empty.
@@ -82,7 +84,7 @@ func TestReliabilityBacklogAfterAgeRotation(t *testing.T) {
 			t.Logf("figures: restart=%v acked=%d delivered=%d acked-lost=%d", restart, n, len(got), n-len(got))
 			if len(got) != n {
 				t.Errorf("acked %d messages, delivered %d: the backlog read from disk skipped %d acked messages once the active segment was empty; log:\n%s",
-					n, len(got), n-len(got), s.logTail())
+					n, len(got), n-len(got), s.LogTail())
 			}
 		})
 	}

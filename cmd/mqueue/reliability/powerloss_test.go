@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Power loss: the data directory lives on ext4 on a loop device; mid-load
 // `xfs_io -x -c shutdown MNT` (no -f: the journal is not flushed) makes the
@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relLoopFS is an ext4 file system in an image file, on a loop device.
@@ -31,11 +33,11 @@ type relLoopFS struct {
 // it and detaches the loop device, even when the test fails.
 func relMountExt4(t *testing.T, sizeMiB int) *relLoopFS {
 	t.Helper()
-	relNeedRoot(t, "mounts an ext4 loop device")
+	proctest.NeedRoot(t, "mounts an ext4 loop device")
 	for _, tool := range []struct{ name, pkg string }{
 		{"losetup", "mount"}, {"mkfs.ext4", "e2fsprogs"}, {"mount", "mount"}, {"umount", "mount"}, {"xfs_io", "xfsprogs"},
 	} {
-		relNeedTool(t, tool.name, tool.pkg)
+		proctest.NeedTool(t, tool.name, tool.pkg)
 	}
 	dir := t.TempDir()
 	fs := &relLoopFS{img: filepath.Join(dir, "ext4.img"), mnt: filepath.Join(dir, "mnt")}
@@ -51,22 +53,22 @@ func relMountExt4(t *testing.T, sizeMiB int) *relLoopFS {
 		t.Fatal(err)
 	}
 	// No lazy init: nothing writes in the background while a round runs.
-	if _, err := relRun(time.Minute, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", fs.img); err != nil {
-		relUnavailable(t, "cannot make ext4: %v", err)
+	if _, err := proctest.Run(time.Minute, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", fs.img); err != nil {
+		proctest.Unavailable(t, "cannot make ext4: %v", err)
 	}
-	out, err := relRun(30*time.Second, "losetup", "--find", "--show", fs.img)
+	out, err := proctest.Run(30*time.Second, "losetup", "--find", "--show", fs.img)
 	if err != nil {
-		relUnavailable(t, "no loop device: %v", err)
+		proctest.Unavailable(t, "no loop device: %v", err)
 	}
 	fs.dev = strings.TrimSpace(out)
 	t.Cleanup(func() {
 		if fs.mounted {
-			if _, err := relRun(30*time.Second, "umount", fs.mnt); err != nil {
+			if _, err := proctest.Run(30*time.Second, "umount", fs.mnt); err != nil {
 				t.Logf("cleanup: %v; unmounting lazily", err)
-				_, _ = relRun(30*time.Second, "umount", "-l", fs.mnt)
+				_, _ = proctest.Run(30*time.Second, "umount", "-l", fs.mnt)
 			}
 		}
-		if _, err := relRun(30*time.Second, "losetup", "-d", fs.dev); err != nil {
+		if _, err := proctest.Run(30*time.Second, "losetup", "-d", fs.dev); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -76,8 +78,8 @@ func relMountExt4(t *testing.T, sizeMiB int) *relLoopFS {
 
 func (fs *relLoopFS) mount(t *testing.T) {
 	t.Helper()
-	if _, err := relRun(30*time.Second, "mount", "-t", "ext4", fs.dev, fs.mnt); err != nil {
-		relUnavailable(t, "cannot mount ext4 on %s: %v", fs.dev, err)
+	if _, err := proctest.Run(30*time.Second, "mount", "-t", "ext4", fs.dev, fs.mnt); err != nil {
+		proctest.Unavailable(t, "cannot mount ext4 on %s: %v", fs.dev, err)
 	}
 	fs.mounted = true
 }
@@ -85,7 +87,7 @@ func (fs *relLoopFS) mount(t *testing.T) {
 // powerCut shuts the file system down without flushing its journal.
 func (fs *relLoopFS) powerCut(t *testing.T) {
 	t.Helper()
-	if _, err := relRun(30*time.Second, "xfs_io", "-x", "-c", "shutdown", fs.mnt); err != nil {
+	if _, err := proctest.Run(30*time.Second, "xfs_io", "-x", "-c", "shutdown", fs.mnt); err != nil {
 		t.Fatalf("power cut: %v", err)
 	}
 }
@@ -94,7 +96,7 @@ func (fs *relLoopFS) powerCut(t *testing.T) {
 // replays the journal as a boot after a power cut would.
 func (fs *relLoopFS) remount(t *testing.T) {
 	t.Helper()
-	if _, err := relRun(30*time.Second, "umount", fs.mnt); err != nil {
+	if _, err := proctest.Run(30*time.Second, "umount", fs.mnt); err != nil {
 		t.Fatalf("umount after the power cut: %v", err)
 	}
 	fs.mounted = false
@@ -102,9 +104,9 @@ func (fs *relLoopFS) remount(t *testing.T) {
 }
 
 func TestReliabilityPowerLoss(t *testing.T) {
-	relLong(t)
-	relNeedRoot(t, "mounts an ext4 loop device")
-	bin := relBuild(t)
+	proctest.Long(t)
+	proctest.NeedRoot(t, "mounts an ext4 loop device")
+	bin := proctest.Build(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
@@ -130,17 +132,17 @@ func TestReliabilityPowerLoss(t *testing.T) {
 
 func relPowerRun(t *testing.T, bin, mode string, rounds int, extra []string, rng *rand.Rand) {
 	fs := relMountExt4(t, 256)
-	dir := relTempDir(t)
+	dir := proctest.TempDir(t)
 	data := filepath.Join(fs.mnt, "data")
 	const interval = 10 * time.Millisecond
 	flags := append([]string{"--fsync", mode, "--fsync-interval", interval.String(), "--drain-grace", "100ms"}, extra...)
 	ledger := newRelLedger()
-	client := relClient(t)
+	client := proctest.Client(t)
 	var maxReady time.Duration
 	for life := 0; life < rounds; life++ {
-		s, ready := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: fmt.Sprintf("server-%02d", life)})
+		s, ready := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: fmt.Sprintf("server-%02d", life)})
 		maxReady = max(maxReady, ready)
-		w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 500, batchProducers: 2}
+		w := &relWorkers{life: life, base: s.Base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 500, batchProducers: 2}
 		stop := w.run(t, 6, 1)
 		load := 400*time.Millisecond + time.Duration(rng.Int64N(int64(800*time.Millisecond)))
 		time.Sleep(load)
@@ -148,21 +150,21 @@ func relPowerRun(t *testing.T, bin, mode string, rounds int, extra []string, rng
 		ledger.cut(life)
 		fs.powerCut(t)
 		time.Sleep(50 * time.Millisecond) // let in-flight requests meet the dead file system
-		s.kill()
+		s.Kill()
 		stop()
 		client.CloseIdleConnections()
 		fs.remount(t)
 		t.Logf("round %d: ready in %v, load %v, power cut; acked so far %d", life, ready.Round(time.Millisecond), load.Round(time.Millisecond), ledger.acked())
 	}
-	s, ready := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-final"})
+	s, ready := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-final"})
 	maxReady = max(maxReady, ready)
-	w := &relWorkers{life: rounds, base: s.base, queue: relQueue, client: client, ledger: ledger}
+	w := &relWorkers{life: rounds, base: s.Base, queue: relQueue, client: client, ledger: ledger}
 	drained := relDrain(t, w, 4)
-	if _, err := s.term(relExitLimit); err != nil {
+	if _, err := s.Term(proctest.ExitLimit); err != nil {
 		t.Errorf("final SIGTERM: %v", err)
 	}
 	client.CloseIdleConnections()
-	for _, l := range relLogPanics(allLogs(t, dir)) {
+	for _, l := range proctest.LogPanics(allLogs(t, dir)) {
 		t.Errorf("server log: %s", l)
 	}
 	o := relCheckOpts{reportViolations: true, allowRefusedStored: true}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // TestReliabilityRepeatedFailureLogsStayBounded removes the data directory
@@ -17,16 +19,16 @@ import (
 // logBurst lines per second of the repeated error, with the dropped ones
 // counted in a later line.
 func TestReliabilityRepeatedFailureLogsStayBounded(t *testing.T) {
-	bin := relBuild(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	s, _ := relStartReady(t, relConfig{bin: bin, data: data, logDir: dir, name: "server"})
-	client := relClient(t)
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, LogDir: dir, Name: "server"})
+	client := proctest.Client(t)
 	if err := os.RemoveAll(data); err != nil {
 		t.Fatal(err)
 	}
 	post := func() int {
-		resp, err := client.Post(s.base+"/api/queue/gone", "text/plain", strings.NewReader("x"))
+		resp, err := client.Post(s.Base+"/api/queue/gone", "text/plain", strings.NewReader("x"))
 		if err != nil {
 			t.Fatalf("POST: %v", err)
 		}
@@ -45,13 +47,13 @@ func TestReliabilityRepeatedFailureLogsStayBounded(t *testing.T) {
 	if statuses[http.StatusInternalServerError] != n+1 {
 		t.Fatalf("statuses %v, want %d x 500", statuses, n+1)
 	}
-	resp, err := client.Get(s.base + "/healthz")
+	resp, err := client.Get(s.Base + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz after the failures: %v %v", resp, err)
 	}
 	resp.Body.Close()
 
-	log := s.logText()
+	log := s.LogText()
 	lines := strings.Count(log, `msg="write failed"`)
 	windows := int(elapsed/logWindow) + 2 // the burst's windows, and the last POST's
 	suppressed := strings.Contains(log, "suppressed=")

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // End-to-end crash test: the real binary, kill -9 under load, restart on the
 // same data directory, and a ledger of what every client was told.
@@ -52,6 +52,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 const (
@@ -74,11 +76,11 @@ const (
 	crashSpread         = 512 // body size spread: 64..575 bytes
 )
 
-// The server is built, started and stopped with the rel* helpers of
-// reliability_helpers_test.go, and its clients' answers are recorded and
-// checked with their ledger (relLedger, whose check holds the cut-GET
-// matching described above); the ready limit is relReadyLimit (20 s), one
-// request relClientLimit, SIGTERM to exit relExitLimit (drain-grace + 10 s
+// The server is built, started and stopped with cmd/mqueue/proctest, and
+// its clients' answers are recorded and checked with the ledger
+// (ledger_test.go; check_test.go holds the cut-GET matching described
+// above); the ready limit is proctest.ReadyLimit (20 s), one
+// request proctest.ClientLimit, SIGTERM to exit proctest.ExitLimit (drain-grace + 10 s
 // + slack).
 
 // TestCrashKill9NoAckedLossNoDoublePop kills the server with SIGKILL under
@@ -116,7 +118,7 @@ func TestCrashKill9NoAckedLossNoDoublePop(t *testing.T) {
 		}
 	}
 
-	bin := relBuildRace(t, os.Getenv("MQUEUE_CRASH_RACE") == "1")
+	bin := proctest.BuildRace(t, os.Getenv("MQUEUE_CRASH_RACE") == "1")
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	modes := []struct {
 		mode   string
@@ -140,16 +142,16 @@ func TestCrashKill9NoAckedLossNoDoublePop(t *testing.T) {
 // waits for every worker to stop. The workers keep sending until the
 // signal is out (w.firing makes their transport errors expected from just
 // before it), so that requests are in flight when it lands.
-func crashLoad(t *testing.T, w *relWorkers, s *relServer, d time.Duration) {
+func crashLoad(t *testing.T, w *relWorkers, s *proctest.Server, d time.Duration) {
 	w.longPollLast = true
 	stop := w.run(t, crashProducers, crashConsumers)
 	time.Sleep(d)
 	w.firing.Store(true)
-	if err := s.cmd.Process.Kill(); err != nil {
+	if err := s.Cmd.Process.Kill(); err != nil {
 		t.Errorf("life %d: SIGKILL: %v", w.life, err)
 	}
 	stop()   // at most relClientLimit + 5 s
-	s.kill() // reap (and the process group)
+	s.Kill() // reap (and the process group)
 }
 
 // crashDrain pops with several consumers until each has seen a 204
@@ -194,24 +196,24 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 	drained := true
 
 	for life := 0; ; life++ {
-		s, ready := relStartReady(t, relConfig{
-			bin:  bin,
-			data: data,
-			flags: []string{
+		s, ready := proctest.StartReady(t, proctest.Config{
+			Bin:  bin,
+			Data: data,
+			Flags: []string{
 				"--fsync", mode,
 				"--segment-bytes", "65536",
 				"--segment-age", "2s",
 				"--drain-grace", crashDrainGrace.String(),
 			},
-			logDir: dir,
-			name:   fmt.Sprintf("server-%02d", life),
+			LogDir: dir,
+			Name:   fmt.Sprintf("server-%02d", life),
 		})
 		if life > 0 {
 			restartsOK++
 			maxReady = max(maxReady, ready)
 		}
-		client := relClient(t)
-		w := &relWorkers{life: life, base: s.base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread,
+		client := proctest.Client(t)
+		w := &relWorkers{life: life, base: s.Base, queue: crashQueue, client: client, ledger: ledger, spread: crashSpread,
 			batchProducers: crashBatchProducers, keyedProducers: crashKeyedProducers}
 		if life > 0 {
 			keyedRetries += w.retryKeyed()
@@ -220,7 +222,7 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 			// The ledger is still checked for what it can tell.
 			drained = false
 			client.CloseIdleConnections()
-			s.kill()
+			s.Kill()
 			break
 		}
 		final := life == rounds || (life > 0 && time.Since(began) > budget)
@@ -229,8 +231,8 @@ func crashRun(t *testing.T, bin, mode string, rounds int, budget time.Duration, 
 				t.Logf("time budget %v spent after %d of %d rounds", budget, life, rounds)
 			}
 			client.CloseIdleConnections()
-			if _, err := s.term(relExitLimit); err != nil {
-				t.Errorf("server exit after SIGTERM: %v; log:\n%s", err, s.logTail())
+			if _, err := s.Term(proctest.ExitLimit); err != nil {
+				t.Errorf("server exit after SIGTERM: %v; log:\n%s", err, s.LogTail())
 			}
 			break
 		}

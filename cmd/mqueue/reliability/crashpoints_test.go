@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Deterministic crash points: the server runs under strace, which delivers
 // SIGKILL on entering the N-th call of one system call (fsync, mkdirat,
@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // relPoint is one crash point: SIGKILL on entering the when-th call of
@@ -78,10 +80,10 @@ func relKilledCall(tracePath, data string) string {
 }
 
 func TestReliabilityCrashPoints(t *testing.T) {
-	relLong(t)
-	strace := relNeedTool(t, "strace", "strace")
-	bin := relBuild(t)
-	dir := relTempDir(t)
+	proctest.Long(t)
+	strace := proctest.NeedTool(t, "strace", "strace")
+	bin := proctest.Build(t)
+	dir := proctest.TempDir(t)
 	data := filepath.Join(dir, "data")
 	// Small segments that age fast: rotation (mkdir, fsync dir, meta
 	// rename) every few batches, compaction (rename to .deleting, unlink)
@@ -113,7 +115,7 @@ func TestReliabilityCrashPoints(t *testing.T) {
 	const loadLimit = 4 * time.Second // per round, before we kill it ourselves
 
 	ledger := newRelLedger()
-	client := relClient(t)
+	client := proctest.Client(t)
 	var (
 		maxReady            time.Duration
 		starts, readyStarts int
@@ -123,35 +125,35 @@ func TestReliabilityCrashPoints(t *testing.T) {
 	)
 	for life, p := range points {
 		trace := filepath.Join(dir, fmt.Sprintf("strace-%02d.out", life))
-		s := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir,
-			wrap: relStraceKill(strace, trace, p), name: fmt.Sprintf("server-%02d-%s", life, p)})
+		s := proctest.Launch(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir,
+			Wrap: relStraceKill(strace, trace, p), Name: fmt.Sprintf("server-%02d-%s", life, p)})
 		starts++
-		ready, err := s.waitReady(relReadyLimit)
+		ready, err := s.WaitReady(proctest.ReadyLimit)
 		switch {
 		case err == nil:
 			readyStarts++
 			maxReady = max(maxReady, ready)
-			w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, dead: s.exited, maxBacklog: 300, batchProducers: 1}
+			w := &relWorkers{life: life, base: s.Base, queue: relQueue, client: client, ledger: ledger, dead: s.Exited, maxBacklog: 300, batchProducers: 1}
 			stop := w.run(t, 6, 1)
 			select {
-			case <-s.exited:
+			case <-s.Exited:
 			case <-time.After(loadLimit):
 			}
 			w.cut.Store(true)
 			ledger.cut(life)
-			injected := !s.alive()
-			s.kill()
+			injected := !s.Alive()
+			s.Kill()
 			stop()
 			client.CloseIdleConnections()
 			call := relKilledCall(trace, data)
-			if injected && s.killedBySignal(syscall.SIGKILL) {
+			if injected && s.KilledBySignal(syscall.SIGKILL) {
 				reached++
 				hits = append(hits, fmt.Sprintf("%s: %s", p, call))
 				t.Logf("round %2d %-12s ready in %v, killed under load at %s (acked so far %d)", life, p, ready.Round(time.Millisecond), call, ledger.acked())
 			} else {
 				t.Logf("round %2d %-12s ready in %v, point not reached in %v: SIGKILL by the test", life, p, ready.Round(time.Millisecond), loadLimit)
 			}
-		case errors.Is(err, errRelExited) && s.killedBySignal(syscall.SIGKILL):
+		case errors.Is(err, proctest.ErrExited) && s.KilledBySignal(syscall.SIGKILL):
 			// Killed during recovery: the next start recovers from that.
 			killedAtStart++
 			reached++
@@ -159,23 +161,23 @@ func TestReliabilityCrashPoints(t *testing.T) {
 			hits = append(hits, fmt.Sprintf("%s (at start): %s", p, call))
 			t.Logf("round %2d %-12s killed during start/recovery at %s", life, p, call)
 		default:
-			t.Fatalf("round %d (%s): start failed: %v; log %s:\n%s", life, p, err, s.logPath, s.logTail())
+			t.Fatalf("round %d (%s): start failed: %v; log %s:\n%s", life, p, err, s.LogPath, s.LogTail())
 		}
 	}
 
 	// The final, normal start: everything acked and not popped is there.
 	life := len(points)
-	s, ready := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-final"})
+	s, ready := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-final"})
 	starts++
 	readyStarts++
 	maxReady = max(maxReady, ready)
-	w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger}
+	w := &relWorkers{life: life, base: s.Base, queue: relQueue, client: client, ledger: ledger}
 	drained := relDrain(t, w, 4)
-	if d, err := s.term(relExitLimit); err != nil {
-		t.Errorf("final SIGTERM: %v after %v; log:\n%s", err, d, s.logTail())
+	if d, err := s.Term(proctest.ExitLimit); err != nil {
+		t.Errorf("final SIGTERM: %v after %v; log:\n%s", err, d, s.LogTail())
 	}
 	client.CloseIdleConnections()
-	for _, l := range relLogPanics(allLogs(t, dir)) {
+	for _, l := range proctest.LogPanics(allLogs(t, dir)) {
 		t.Errorf("server log: %s", l)
 	}
 	f := ledger.check(t, relCheckOpts{})
@@ -211,9 +213,9 @@ func allLogs(t testing.TB, dir string) string {
 // rotation creates. After a restart the queue must serve: every
 // acked message there, new messages accepted.
 func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
-	relLong(t)
-	strace := relNeedTool(t, "strace", "strace")
-	bin := relBuild(t)
+	proctest.Long(t)
+	strace := proctest.NeedTool(t, "strace", "strace")
+	bin := proctest.Build(t)
 	// Sequential POSTs of 100-byte bodies are 130-byte records; with
 	// 4096-byte segments the 32nd POST rotates to a segment whose base is 32
 	// (rotation when bytes + 134 > 4096, after 31 records = 4030 bytes).
@@ -232,13 +234,13 @@ func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 			segDir := filepath.Join(data, relQueue, fmt.Sprintf("%020d", tc.seg))
 			flags := []string{"--segment-bytes", "4096", "--drain-grace", "100ms"}
 			trace := filepath.Join(dir, "strace.out")
-			s := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-0",
-				wrap: relStraceKill(strace, trace, relPoint{"openat", 1}, filepath.Join(segDir, fmt.Sprintf("%020d", 1)))})
-			if _, err := s.waitReady(relReadyLimit); err != nil {
-				t.Fatalf("start under strace: %v\n%s", err, s.logTail())
+			s := proctest.Launch(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-0",
+				Wrap: relStraceKill(strace, trace, relPoint{"openat", 1}, filepath.Join(segDir, fmt.Sprintf("%020d", 1)))})
+			if _, err := s.WaitReady(proctest.ReadyLimit); err != nil {
+				t.Fatalf("start under strace: %v\n%s", err, s.LogTail())
 			}
-			client := relClient(t)
-			url := s.base + "/api/queue/" + relQueue
+			client := proctest.Client(t)
+			url := s.Base + "/api/queue/" + relQueue
 			var acked []uint64
 			for i := 0; i <= tc.before; i++ {
 				resp, err := client.Post(url, "application/octet-stream", strings.NewReader(body100))
@@ -257,7 +259,7 @@ func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 				acked = append(acked, id)
 			}
 			select {
-			case <-s.exited:
+			case <-s.Exited:
 			case <-time.After(5 * time.Second):
 				t.Fatalf("the injected kill did not happen; trace:\n%s", relKilledCall(trace, data))
 			}
@@ -265,8 +267,8 @@ func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 			fi, err := os.Stat(segDir)
 			t.Logf("killed at %q; segment dir exists: %v; acked before: %d", relKilledCall(trace, data), err == nil && fi.IsDir(), len(acked))
 
-			s2, ready := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-1"})
-			url = s2.base + "/api/queue/" + relQueue
+			s2, ready := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-1"})
+			url = s2.Base + "/api/queue/" + relQueue
 			var got []uint64
 			var bad []string
 			for i := 0; i < len(acked)+1; i++ {
@@ -301,7 +303,7 @@ func TestReliabilityCrashAfterSegmentMkdir(t *testing.T) {
 				tc.name, ready.Round(time.Millisecond), len(acked), len(got), bad)
 			if len(bad) > 0 || len(got) != len(acked) {
 				t.Errorf("after a kill between mkdir of segment %d and the creation of its records file, the queue does not serve: %v (delivered %d of %d acked); log:\n%s",
-					tc.seg, bad, len(got), len(acked), s2.logTail())
+					tc.seg, bad, len(got), len(acked), s2.LogTail())
 			}
 		})
 	}

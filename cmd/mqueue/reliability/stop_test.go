@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // Disk full on a real tmpfs and SIGTERM under load, at the binary level.
 
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 // TestReliabilityDiskFull fills a 1 MiB tmpfs through HTTP: the first
@@ -15,28 +17,28 @@ import (
 // after a restart (clean, or after kill -9 on the full disk) every acked
 // message is there, in order.
 func TestReliabilityDiskFull(t *testing.T) {
-	relLong(t)
-	relNeedRoot(t, "mounts a small tmpfs")
-	relNeedTool(t, "mount", "mount")
-	bin := relBuild(t)
+	proctest.Long(t)
+	proctest.NeedRoot(t, "mounts a small tmpfs")
+	proctest.NeedTool(t, "mount", "mount")
+	bin := proctest.Build(t)
 	for _, stop := range []string{"sigterm", "kill9"} {
 		t.Run(stop, func(t *testing.T) {
 			mnt := t.TempDir()
-			if _, err := relRun(30*time.Second, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt); err != nil {
-				relUnavailable(t, "cannot mount tmpfs: %v", err)
+			if _, err := proctest.Run(30*time.Second, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt); err != nil {
+				proctest.Unavailable(t, "cannot mount tmpfs: %v", err)
 			}
 			t.Cleanup(func() {
-				if _, err := relRun(30*time.Second, "umount", mnt); err != nil {
-					_, _ = relRun(30*time.Second, "umount", "-l", mnt)
+				if _, err := proctest.Run(30*time.Second, "umount", mnt); err != nil {
+					_, _ = proctest.Run(30*time.Second, "umount", "-l", mnt)
 				}
 			})
 			dir := t.TempDir()
 			data := filepath.Join(mnt, "data")
 			flags := []string{"--segment-bytes", "65536", "--drain-grace", "100ms"}
-			s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-0"})
-			client := relClient(t)
+			s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-0"})
+			client := proctest.Client(t)
 			ledger := newRelLedger()
-			w := &relWorkers{life: 0, base: s.base, queue: relQueue, client: client, ledger: ledger,
+			w := &relWorkers{life: 0, base: s.Base, queue: relQueue, client: client, ledger: ledger,
 				tolerate: map[int]bool{507: true}}
 			first, n507 := 0, 0
 			for i := 0; i < 5000 && n507 < 5; i++ {
@@ -53,7 +55,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 				t.Errorf("first refusal = %d, want 507 DISK_FULL (answers: %s)", first, ledger.statusSummary())
 			}
 			// Still up, and a GET works on the full disk.
-			if resp, err := client.Get(s.base + "/healthz"); err != nil || resp.StatusCode != 200 {
+			if resp, err := client.Get(s.Base + "/healthz"); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("healthz on a full disk: %v %v", resp, err)
 			} else {
 				resp.Body.Close()
@@ -66,22 +68,22 @@ func TestReliabilityDiskFull(t *testing.T) {
 			}
 			client.CloseIdleConnections()
 			if stop == "kill9" {
-				s.kill()
-			} else if _, err := s.term(relExitLimit); err != nil {
-				t.Errorf("SIGTERM on a full disk: %v; log:\n%s", err, s.logTail())
+				s.Kill()
+			} else if _, err := s.Term(proctest.ExitLimit); err != nil {
+				t.Errorf("SIGTERM on a full disk: %v; log:\n%s", err, s.LogTail())
 			}
-			s2 := relLaunch(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-1"})
-			if _, err := s2.waitReady(relReadyLimit); err != nil {
-				t.Fatalf("restart on the full disk: %v; log:\n%s", err, s2.logTail())
+			s2 := proctest.Launch(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-1"})
+			if _, err := s2.WaitReady(proctest.ReadyLimit); err != nil {
+				t.Fatalf("restart on the full disk: %v; log:\n%s", err, s2.LogTail())
 			}
-			w2 := &relWorkers{life: 1, base: s2.base, queue: relQueue, client: client, ledger: ledger}
+			w2 := &relWorkers{life: 1, base: s2.Base, queue: relQueue, client: client, ledger: ledger}
 			var lastID uint64
 			inOrder := true
 			for {
 				st := w2.consumeOne("drain", 0)
 				if st != http.StatusOK {
 					if st != http.StatusNoContent {
-						t.Errorf("after the restart on a full disk, GET = %d; log:\n%s", st, s2.logTail())
+						t.Errorf("after the restart on a full disk, GET = %d; log:\n%s", st, s2.LogTail())
 					}
 					break
 				}
@@ -100,7 +102,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 			if !inOrder {
 				t.Error("messages after the restart not in id order")
 			}
-			for _, l := range relLogPanics(s.logText() + s2.logText()) {
+			for _, l := range proctest.LogPanics(s.LogText() + s2.LogText()) {
 				t.Errorf("server log: %s", l)
 			}
 		})
@@ -112,25 +114,25 @@ func TestReliabilityDiskFull(t *testing.T) {
 // closes the gate), the process exits 0 within 10 s, and after a restart
 // nothing acked is lost and nothing popped comes back.
 func TestReliabilitySIGTERMUnderLoad(t *testing.T) {
-	relLong(t)
-	bin := relBuild(t)
+	proctest.Long(t)
+	bin := proctest.Build(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	flags := []string{"--segment-bytes", "65536", "--segment-age", "1s", "--drain-grace", "1s"}
 	ledger := newRelLedger()
-	client := relClient(t)
+	client := proctest.Client(t)
 	const rounds = 3
 	var maxExit time.Duration
 	for life := 0; life < rounds; life++ {
-		s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: fmt.Sprintf("server-%d", life)})
-		w := &relWorkers{life: life, base: s.base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 1000,
-			tolerate: map[int]bool{503: true}, dead: s.exited}
+		s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: fmt.Sprintf("server-%d", life)})
+		w := &relWorkers{life: life, base: s.Base, queue: relQueue, client: client, ledger: ledger, maxBacklog: 1000,
+			tolerate: map[int]bool{503: true}, dead: s.Exited}
 		stop := w.run(t, 8, 2)
 		time.Sleep(700 * time.Millisecond)
-		d, err := s.term(relExitLimit)
+		d, err := s.Term(proctest.ExitLimit)
 		maxExit = max(maxExit, d)
 		if err != nil {
-			t.Errorf("life %d: exit after SIGTERM: %v after %v; log:\n%s", life, err, d, s.logTail())
+			t.Errorf("life %d: exit after SIGTERM: %v after %v; log:\n%s", life, err, d, s.LogTail())
 		}
 		if d > 10*time.Second {
 			t.Errorf("life %d: exit took %v, want < 10s", life, d)
@@ -139,10 +141,10 @@ func TestReliabilitySIGTERMUnderLoad(t *testing.T) {
 		stop()
 		client.CloseIdleConnections()
 	}
-	s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-final"})
-	w := &relWorkers{life: rounds, base: s.base, queue: relQueue, client: client, ledger: ledger}
+	s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-final"})
+	w := &relWorkers{life: rounds, base: s.Base, queue: relQueue, client: client, ledger: ledger}
 	drained := relDrain(t, w, 4)
-	if _, err := s.term(relExitLimit); err != nil {
+	if _, err := s.Term(proctest.ExitLimit); err != nil {
 		t.Error(err)
 	}
 	client.CloseIdleConnections()

@@ -1,4 +1,4 @@
-package main
+package reliability
 
 // fsync and write errors on a running server, injected by strace on one
 // file (-P): the failed batch gets no 2xx, the segment is repaired (log line
@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mqueue/mqueue/cmd/mqueue/proctest"
 )
 
 func TestReliabilityInjectedIOErrors(t *testing.T) {
-	relLong(t)
-	strace := relNeedTool(t, "strace", "strace")
-	bin := relBuild(t)
+	proctest.Long(t)
+	strace := proctest.NeedTool(t, "strace", "strace")
+	bin := proctest.Build(t)
 	seg1 := filepath.Join(relQueue, "00000000000000000001", "00000000000000000001")
 	cases := []struct {
 		name    string
@@ -39,10 +41,10 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 			flags := []string{"--drain-grace", "100ms"}
 			wrap := []string{strace, "-f", "-q", "-o", filepath.Join(dir, "strace.out"), "-e", "signal=none",
 				"-e", "trace=" + c.syscall, "-e", "inject=" + c.inject, "-P", filepath.Join(data, c.file), "--"}
-			s, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, wrap: wrap, logDir: dir, name: "server-0"})
-			client := relClient(t)
+			s, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, Wrap: wrap, LogDir: dir, Name: "server-0"})
+			client := proctest.Client(t)
 			ledger := newRelLedger()
-			w := &relWorkers{life: 0, base: s.base, queue: relQueue, client: client, ledger: ledger,
+			w := &relWorkers{life: 0, base: s.Base, queue: relQueue, client: client, ledger: ledger,
 				tolerate: map[int]bool{c.status: true}}
 			const n = 40
 			failures, okAfter, premature, repairedBefore := 0, 0, 0, 0
@@ -66,7 +68,7 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 					// The first batch to succeed after a failure may do so
 					// only once the segment was repaired, which the log
 					// says first (a failed repair is itself a failure).
-					if mustRepair >= 0 && !c.gets && strings.Count(s.logText(), "segment repaired after write error") <= mustRepair {
+					if mustRepair >= 0 && !c.gets && strings.Count(s.LogText(), "segment repaired after write error") <= mustRepair {
 						premature++
 					}
 					mustRepair = -1
@@ -74,14 +76,14 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 					failures++
 					repairedBefore = failures - 1 // a success or a failure follows only after a repair
 					if mustRepair < 0 {
-						mustRepair = strings.Count(s.logText(), "segment repaired after write error")
+						mustRepair = strings.Count(s.LogText(), "segment repaired after write error")
 					}
 				case st != 201:
 					t.Errorf("request %d: status %d, want 201 or %d", i, st, c.status)
 				}
 			}
-			repaired := relMetric(t, client, s.base, "mqueue_repaired_segments_total")
-			werrs := relMetric(t, client, s.base, "mqueue_write_errors_total")
+			repaired := proctest.Metric(t, client, s.Base, "mqueue_repaired_segments_total")
+			werrs := proctest.Metric(t, client, s.Base, "mqueue_write_errors_total")
 			if !c.gets {
 				// Messages still queued are drained after the restart.
 				if failures == 0 {
@@ -92,7 +94,7 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 				}
 				// The segment is repaired before the next write, so the last
 				// failure may not be repaired yet.
-				if repaired < 1 || (repaired < float64(repairedBefore) && !strings.Contains(s.logText(), "segment still broken")) {
+				if repaired < 1 || (repaired < float64(repairedBefore) && !strings.Contains(s.LogText(), "segment still broken")) {
 					t.Errorf("mqueue_repaired_segments_total = %v after %d failed batches followed by another", repaired, repairedBefore)
 				}
 			} else if failures == 0 {
@@ -101,15 +103,15 @@ func TestReliabilityInjectedIOErrors(t *testing.T) {
 			if werrs < float64(failures) {
 				t.Errorf("mqueue_write_errors_total = %v after %d failures", werrs, failures)
 			}
-			for _, l := range relLogPanics(s.logText()) {
+			for _, l := range proctest.LogPanics(s.LogText()) {
 				t.Errorf("server log: %s", l)
 			}
 			client.CloseIdleConnections()
-			if _, err := s.term(relExitLimit); err != nil {
+			if _, err := s.Term(proctest.ExitLimit); err != nil {
 				t.Errorf("SIGTERM: %v", err)
 			}
-			s2, _ := relStartReady(t, relConfig{bin: bin, data: data, flags: flags, logDir: dir, name: "server-1"})
-			w2 := &relWorkers{life: 1, base: s2.base, queue: relQueue, client: client, ledger: ledger}
+			s2, _ := proctest.StartReady(t, proctest.Config{Bin: bin, Data: data, Flags: flags, LogDir: dir, Name: "server-1"})
+			w2 := &relWorkers{life: 1, base: s2.Base, queue: relQueue, client: client, ledger: ledger}
 			relDrain(t, w2, 1)
 			client.CloseIdleConnections()
 			f := ledger.check(t, relCheckOpts{})
