@@ -428,12 +428,10 @@ type idResult struct {
 	Id string //nolint:revive
 }
 
-// deleteMessageBatch is DeleteMessageBatch.
-func (s *Service) deleteMessageBatch(rq *request, name string, in *deleteMessageBatchInput) (any, *Error) {
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.Id
-	}
+// idBatch runs one entry of DeleteMessageBatch or
+// ChangeMessageVisibilityBatch for each id, after the checks of a batch,
+// and answers each entry's success or failure.
+func (s *Service) idBatch(rq *request, name string, ids []string, do func(i int) *Error) (any, *Error) {
 	if aerr := checkBatch(ids); aerr != nil {
 		return nil, aerr
 	}
@@ -441,14 +439,23 @@ func (s *Service) deleteMessageBatch(rq *request, name string, in *deleteMessage
 		return nil, aerr
 	}
 	out := batchOutput[idResult]{Successful: []idResult{}, Failed: []batchFailure{}}
-	for _, e := range in.Entries {
-		if aerr := s.deleteOne(rq, name, e.ReceiptHandle); aerr != nil {
-			out.Failed = append(out.Failed, failure(e.Id, aerr))
+	for i, id := range ids {
+		if aerr := do(i); aerr != nil {
+			out.Failed = append(out.Failed, failure(id, aerr))
 			continue
 		}
-		out.Successful = append(out.Successful, idResult{e.Id})
+		out.Successful = append(out.Successful, idResult{id})
 	}
 	return out, nil
+}
+
+// deleteMessageBatch is DeleteMessageBatch.
+func (s *Service) deleteMessageBatch(rq *request, name string, in *deleteMessageBatchInput) (any, *Error) {
+	ids := make([]string, len(in.Entries))
+	for i, e := range in.Entries {
+		ids[i] = e.Id
+	}
+	return s.idBatch(rq, name, ids, func(i int) *Error { return s.deleteOne(rq, name, in.Entries[i].ReceiptHandle) })
 }
 
 // changeOne sets the visibility timeout of a received message: 0 makes it
@@ -498,19 +505,7 @@ func (s *Service) changeVisibilityBatch(rq *request, name string, in *changeVisi
 	for i, e := range in.Entries {
 		ids[i] = e.Id
 	}
-	if aerr := checkBatch(ids); aerr != nil {
-		return nil, aerr
-	}
-	if _, aerr := s.meta(rq.eng, name); aerr != nil {
-		return nil, aerr
-	}
-	out := batchOutput[idResult]{Successful: []idResult{}, Failed: []batchFailure{}}
-	for _, e := range in.Entries {
-		if aerr := s.changeOne(rq, name, e.ReceiptHandle, e.VisibilityTimeout); aerr != nil {
-			out.Failed = append(out.Failed, failure(e.Id, aerr))
-			continue
-		}
-		out.Successful = append(out.Successful, idResult{e.Id})
-	}
-	return out, nil
+	return s.idBatch(rq, name, ids, func(i int) *Error {
+		return s.changeOne(rq, name, in.Entries[i].ReceiptHandle, in.Entries[i].VisibilityTimeout)
+	})
 }
