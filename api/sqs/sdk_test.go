@@ -560,3 +560,16 @@ func TestSDKDeniedWithAuthToken(t *testing.T) {
 		t.Fatalf("ListQueues on a denied SQS API: %v", err)
 	}
 }
+
+// --sqs-public-url: queue URLs use it, and requests naming it work.
+func TestSDKPublicURL(t *testing.T) {
+	ts := startServer(t, serverOpts{sqs: sqs.Config{PublicURL: "https://mq.example.com/"}})
+	c := ts.sdk()
+	url := createQueue(t, c, "pub", nil)
+	if url != "https://mq.example.com/000000000000/pub" {
+		t.Fatalf("QueueUrl = %s", url)
+	}
+	if _, err := c.SendMessage(ctx(t), &awssqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("x")}); err != nil {
+		t.Fatalf("SendMessage with the public URL: %v", err)
+	}
+}
