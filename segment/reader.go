@@ -323,3 +323,53 @@ func (r *Reader) SkipTo(id uint64) (bad []*CorruptionError, err error) {
 	}
 	return bad, nil
 }
+
+// TailTracker follows a walk of a segment's frames (Frames) and applies the
+// rule of a torn tail, for Scan and for tools that print a walk (mqueue
+// dump): the readable part of a segment ends after its last good record
+// that ends an atomic batch; what follows is a torn tail when it holds a
+// bad frame or a batch cut short (a good record whose batch goes on past
+// the end), and Repair cuts it there.
+type TailTracker struct {
+	validEnd int64 // end of the last good record that ends its batch
+	openAt   int64 // first record of a batch not yet ended, -1 for none
+	badAt    int64 // first bad frame since validEnd, -1 for none
+}
+
+// NewTailTracker starts a tracker for a walk from offset start.
+func NewTailTracker(start int64) *TailTracker {
+	return &TailTracker{validEnd: start, openAt: -1, badAt: -1}
+}
+
+// Add takes the next frame of the walk. It reports whether the frame is a
+// good record that ends its batch: what came before it counts.
+func (t *TailTracker) Add(f Frame) (ended bool) {
+	switch {
+	case f.Err != nil:
+		if t.badAt < 0 {
+			t.badAt = f.Offset
+		}
+	case f.Record.More:
+		if t.openAt < 0 {
+			t.openAt = f.Offset
+		}
+	default:
+		t.validEnd, t.openAt, t.badAt = f.End, -1, -1
+		return true
+	}
+	return false
+}
+
+// ValidEnd is the offset just past the last good record that ends its
+// batch: where the readable part ends.
+func (t *TailTracker) ValidEnd() int64 { return t.validEnd }
+
+// Torn reports whether what the walk saw after ValidEnd is a torn tail,
+// and whether it is a batch cut short (rather than bad frames).
+func (t *TailTracker) Torn() (torn, cutBatch bool) {
+	return t.openAt >= 0 || t.badAt >= 0, t.openAt >= 0
+}
+
+// OpenAt is the offset of the first record of the batch cut short (-1 for
+// none).
+func (t *TailTracker) OpenAt() int64 { return t.openAt }

@@ -101,11 +101,13 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 	res := &ScanResult{Summary: Summary{Base: base}, FileSize: fi.Size()}
 	var pending []*CorruptionError // bad records after the last good one so far
 	var pendingSummary = res.Summary
-	var open *CorruptionError // the first record of an atomic batch not yet ended
+	tail := NewTailTracker(0)
+	var openID uint64 // the id of the first record of the batch cut short
 	for f, err := range r.Frames() {
 		if err != nil {
 			return nil, fmt.Errorf("scan segment %020d: %w", base, err)
 		}
+		ended := tail.Add(f)
 		if ce := f.Err; ce != nil {
 			switch {
 			case len(pending) < maxPending:
@@ -120,23 +122,21 @@ func Scan(queueDir string, base uint64) (*ScanResult, error) {
 		rec := &f.Record
 		pendingSummary.Add(rec)
 		pendingSummary.Records = r.n
-		if rec.More {
-			// Good, but it counts only once its batch ends.
-			if open == nil {
-				open = r.corrupt(CorruptCutBatch, f.Offset, rec.ID, errors.New("atomic batch cut short: its last record is missing"))
+		if !ended {
+			if tail.OpenAt() == f.Offset {
+				openID = rec.ID
 			}
-			continue
+			continue // good, but it counts only once its batch ends
 		}
-		open = nil
 		res.Corrupt = append(res.Corrupt, pending...)
 		pending = pending[:0]
 		res.Summary = pendingSummary
-		res.ValidSize = f.End
+		res.ValidSize = tail.ValidEnd()
 	}
-	switch {
-	case open != nil:
-		res.Tail = open
-	case len(pending) > 0:
+	switch torn, cut := tail.Torn(); {
+	case cut:
+		res.Tail = r.corrupt(CorruptCutBatch, tail.OpenAt(), openID, errors.New("atomic batch cut short: its last record is missing"))
+	case torn:
 		res.Tail = pending[0]
 	default:
 		res.ZeroTail = r.ZeroTail()

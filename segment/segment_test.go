@@ -754,3 +754,35 @@ func TestFramesWalk(t *testing.T) {
 		t.Fatalf("frames %v, want %v", kinds, want)
 	}
 }
+
+// TailTracker: the readable part ends after the last record that ends its
+// batch; bad frames or a batch cut short after it are a torn tail.
+func TestTailTracker(t *testing.T) {
+	good := func(off, end int64, more bool) Frame {
+		return Frame{Offset: off, End: end, Record: Record{More: more}}
+	}
+	bad := func(off, end int64) Frame { return Frame{Offset: off, End: end, Err: &CorruptionError{Kind: CorruptRecord}} }
+	for _, tc := range []struct {
+		name     string
+		frames   []Frame
+		valid    int64
+		torn     bool
+		cutBatch bool
+	}{
+		{"clean", []Frame{good(0, 10, false), good(10, 20, false)}, 20, false, false},
+		{"bad in the middle", []Frame{good(0, 10, false), bad(10, 15), good(15, 20, false)}, 20, false, false},
+		{"bad at the end", []Frame{good(0, 10, false), bad(10, 15)}, 10, true, false},
+		{"batch cut short", []Frame{good(0, 10, false), good(10, 20, true), good(20, 30, true)}, 10, true, true},
+		{"bad then a batch cut short", []Frame{good(0, 10, false), bad(10, 15), good(15, 20, true)}, 10, true, true},
+		{"batch ended", []Frame{good(0, 10, true), good(10, 20, false)}, 20, false, false},
+	} {
+		tr := NewTailTracker(0)
+		for _, f := range tc.frames {
+			tr.Add(f)
+		}
+		torn, cut := tr.Torn()
+		if tr.ValidEnd() != tc.valid || torn != tc.torn || cut != tc.cutBatch {
+			t.Errorf("%s: valid %d torn %v cut %v, want %d %v %v", tc.name, tr.ValidEnd(), torn, cut, tc.valid, tc.torn, tc.cutBatch)
+		}
+	}
+}

@@ -571,8 +571,7 @@ type segState struct {
 	firstID   uint64
 	lastID    uint64
 	validSize int64
-	tailAt    int64 // offset of the first bad frame after the last good record, -1 if none
-	openAt    int64 // offset of the first record of an atomic batch not yet ended, -1 if none
+	tail      *segment.TailTracker // segment's rule of a torn tail, over the walk
 	run       *corruptEvent
 	problems  []problem
 }
@@ -613,7 +612,7 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 	defer r.Close()
 	defer raw.Close()
 
-	st := &segState{sum: segment.Summary{Base: base}, tailAt: -1, openAt: -1}
+	st := &segState{sum: segment.Summary{Base: base}, tail: segment.NewTailTracker(0)}
 	complete, stopped := d.readRecords(queue, name, base, r, raw, st)
 	d.flushRun(st)
 
@@ -637,29 +636,28 @@ func (d *dumper) segment(queue, dir string, base uint64) bool {
 	ev.Complete = complete
 	if complete {
 		ev.Tail = "clean"
-		if z := r.ZeroTail(); z > 0 && st.tailAt < 0 {
+		torn, cut := st.tail.Torn()
+		if z := r.ZeroTail(); z > 0 && !torn {
 			// The writer's preallocated space after the last record (a
 			// running server's active segment, or one left by a crash).
 			ev.Tail, ev.TailOffset, ev.TailBytes = "zero-filled", r.Offset(), z
 		}
-		if st.openAt >= 0 {
-			// As segment.Scan: good records of an atomic batch whose last
-			// record is missing (a crash cut its write short) are a torn
-			// tail from the batch's first record; the server cuts them.
-			ev.Tail, ev.TailOffset, ev.TailBytes = "torn", st.openAt, max(ev.Bytes-st.openAt, 0)
+		if torn {
+			// segment's rule (TailTracker, as Scan and Repair): after the
+			// last good record that ends its batch, bad frames or a batch
+			// whose last record is missing (a crash cut its write short)
+			// are a torn tail; the server cuts it at its next start. One
+			// problem line for all of it.
+			at := st.tail.ValidEnd()
+			ev.Tail, ev.TailOffset, ev.TailBytes = "torn", at, max(ev.Bytes-at, 0)
 			d.sum.TornTails++
-			st.problems = slices.DeleteFunc(st.problems, func(p problem) bool { return p.offset >= st.openAt })
-			st.problems = append(st.problems, problem{offset: st.openAt, text: fmt.Sprintf(
-				"queue %s segment %s offset %d: torn tail: an atomic batch cut short (its last record is missing), %d bytes; the server cuts it at its next start",
-				queue, name, st.openAt, ev.TailBytes)})
-		} else if st.tailAt >= 0 {
-			// As segment.Scan: bad frames with no good record after them
-			// are a torn tail. One problem line for all of it.
-			ev.Tail, ev.TailOffset, ev.TailBytes = "torn", st.tailAt, max(ev.Bytes-st.tailAt, 0)
-			d.sum.TornTails++
-			st.problems = slices.DeleteFunc(st.problems, func(p problem) bool { return p.offset >= st.tailAt })
-			st.problems = append(st.problems, problem{offset: st.tailAt, text: fmt.Sprintf(
-				"queue %s segment %s offset %d: torn tail: %d bytes after the last good record", queue, name, st.tailAt, ev.TailBytes)})
+			st.problems = slices.DeleteFunc(st.problems, func(p problem) bool { return p.offset >= at })
+			what := fmt.Sprintf("%d bytes after the last good record", ev.TailBytes)
+			if cut {
+				what = fmt.Sprintf("an atomic batch cut short (its last record is missing), %d bytes; the server cuts it at its next start", ev.TailBytes)
+			}
+			st.problems = append(st.problems, problem{offset: at, text: fmt.Sprintf(
+				"queue %s segment %s offset %d: torn tail: %s", queue, name, at, what)})
 		}
 		st.sum.Bytes = ev.Bytes
 		ev.Meta, ev.MetaDetail = checkMeta(dir, base, &st.sum)
@@ -685,6 +683,7 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			return false, false
 		}
 		at, rec, ce := f.Offset, f.Record, f.Err
+		ended := st.tail.Add(f)
 		switch {
 		case ce == nil:
 			d.flushRun(st)
@@ -696,15 +695,10 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			st.sum.Add(&rec)
 			st.sum.Records = r.NextID() - base
 			st.validSize = f.End
-			st.tailAt = -1
-			switch {
-			case !rec.More:
-				st.openAt = -1
-			case st.openAt < 0:
-				st.openAt = at
-			}
-			for i := range st.problems {
-				st.problems[i].offset = -1 // mid-segment, not part of a tail
+			if ended {
+				for i := range st.problems {
+					st.problems[i].offset = -1 // mid-segment, not part of a tail
+				}
 			}
 			if rec.ID < d.opts.from {
 				continue
@@ -718,9 +712,6 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 		case ce.Framing():
 			d.flushRun(st)
 			st.framing = 1
-			if st.tailAt < 0 {
-				st.tailAt = ce.Offset
-			}
 			ev := &corruptEvent{Type: "corrupt", Queue: queue, Segment: base, Offset: ce.Offset, ID: ce.ID,
 				Kind: "framing", Count: 1, LastID: ce.ID, Reason: ce.Err.Error()}
 			if fi, err := raw.Stat(); err == nil {
@@ -735,9 +726,6 @@ func (d *dumper) readRecords(queue, name string, base uint64, r *segment.Reader,
 			return true, false
 		default:
 			st.bad++
-			if st.tailAt < 0 {
-				st.tailAt = ce.Offset
-			}
 			frameBytes := f.End - ce.Offset
 			reason := reasonText(ce)
 			stored := d.readStored(raw, ce.Offset, frameBytes)
