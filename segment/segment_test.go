@@ -761,7 +761,9 @@ func TestTailTracker(t *testing.T) {
 	good := func(off, end int64, more bool) Frame {
 		return Frame{Offset: off, End: end, Record: Record{More: more}}
 	}
-	bad := func(off, end int64) Frame { return Frame{Offset: off, End: end, Err: &CorruptionError{Kind: CorruptRecord}} }
+	bad := func(off, end int64) Frame {
+		return Frame{Offset: off, End: end, Err: &CorruptionError{Kind: CorruptRecord}}
+	}
 	for _, tc := range []struct {
 		name     string
 		frames   []Frame
