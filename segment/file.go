@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"io"
 	"os"
 	"syscall"
 )
@@ -32,6 +33,15 @@ func (w *Writer) WrapFile(wrap func(File) File) {
 	if w.f != nil {
 		w.f = wrap(w.f)
 	}
+}
+
+// ReadFile is what a Reader needs of a records file; *os.File has it. Like
+// File for the Writer, it is the seam where tests inject read errors.
+type ReadFile interface {
+	io.ReaderAt
+	io.Seeker // SEEK_DATA, to skip zero-filled space
+	io.Closer
+	Stat() (os.FileInfo, error)
 }
 
 // openFile opens a records file for a Writer. Tests of this package wrap

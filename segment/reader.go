@@ -16,7 +16,7 @@ import (
 // and can follow a segment that is still being appended to, up to the last
 // committed record. A Reader is not safe for concurrent use.
 type Reader struct {
-	f    *os.File
+	f    ReadFile
 	dir  string // the queue directory, for errors
 	base uint64
 	buf  []byte // window of the file starting at bufAt
