@@ -26,6 +26,9 @@ func (s *Server) observe(c *gin.Context) {
 	route := c.FullPath()
 	if route == "" {
 		route = routeUnmatched
+		if a := c.GetString(sqsActionKey); a != "" {
+			route = "sqs:" + a // the SQS API (api/sqsroute.go), by action: a bounded set
+		}
 	}
 	d := time.Since(start)
 	status := c.Writer.Status()

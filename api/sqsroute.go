@@ -9,6 +9,10 @@ import (
 	"github.com/mqueue/mqueue/api/sqs"
 )
 
+// sqsActionKey holds, in the gin context of an SQS request, the action it
+// was: the metrics label its route "sqs:<Action>" (observe).
+const sqsActionKey = "mqueue.sqs.action"
+
 // sqsBodySlack is what an SQS request body may hold beyond its messages:
 // the JSON or form around them, attributes, receipt handles.
 const sqsBodySlack = 64 << 10
@@ -67,5 +71,5 @@ func (s *Server) sqsRequest(c *gin.Context) {
 	}
 	body := b.bytes()
 	b.free()
-	s.sqs.Handle(s.pollCtx, c.Writer, r, body)
+	c.Set(sqsActionKey, s.sqs.Handle(s.pollCtx, c.Writer, r, body))
 }

@@ -29,11 +29,11 @@ func requestID() string {
 }
 
 // serveQuery answers a query-protocol request.
-func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request, body []byte) {
+func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request, body []byte) (label string) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		writeXMLError(w, newError(kindInvalidParameter, "the form body does not parse: %v", err))
-		return
+		return "invalid"
 	}
 	for k, v := range r.URL.Query() {
 		if _, ok := form[k]; !ok {
@@ -41,13 +41,14 @@ func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request
 		}
 	}
 	action := form.Get("Action")
+	label = actionLabel(action)
 	if action == "" {
 		writeXMLError(w, newError(kindMissingParameter, "the request must contain the parameter Action"))
-		return
+		return label
 	}
 	if aerr := s.authorize(r, body); aerr != nil {
 		writeXMLError(w, aerr)
-		return
+		return label
 	}
 	// Older clients post to the queue URL instead of naming it.
 	if form.Get("QueueUrl") == "" && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 1 {
@@ -56,17 +57,17 @@ func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request
 	in, aerr := formInput(form)
 	if aerr != nil {
 		writeXMLError(w, aerr)
-		return
+		return label
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {
 		writeXMLError(w, newError(kindInternal, "encode the input: %v", err))
-		return
+		return label
 	}
 	out, aerr := s.call(rq, action, raw)
 	if aerr != nil {
 		writeXMLError(w, aerr)
-		return
+		return label
 	}
 	if ids, ok := out.(batchOutput[idResult]); ok {
 		out = idBatchXML{action + "ResultEntry", ids}
@@ -83,6 +84,7 @@ func (s *Service) serveQuery(rq *request, w http.ResponseWriter, r *http.Request
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(b.String()))
+	return label
 }
 
 // writeXMLError answers e in the query protocol's shape.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,9 +18,12 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqueue/mqueue/api"
 	"github.com/mqueue/mqueue/api/sqs"
+	"github.com/mqueue/mqueue/engine"
+	"github.com/mqueue/mqueue/metrics"
 )
 
 // apiCode is the error code an SDK call failed with ("" for no error).
@@ -571,5 +576,51 @@ func TestSDKPublicURL(t *testing.T) {
 	}
 	if _, err := c.SendMessage(ctx(t), &awssqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("x")}); err != nil {
 		t.Fatalf("SendMessage with the public URL: %v", err)
+	}
+}
+
+// The HTTP metrics label SQS requests by action, a bounded set.
+func TestSQSMetricsByAction(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	eng, err := engine.Open(engine.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	srv, err := api.New(api.Config{SQS: &sqs.Config{}}, eng, reg, metrics.NewHTTP(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	post := func(target, body string) {
+		r := httptest.NewRequest(http.MethodPost, "http://h/", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-amz-json-1.0")
+		r.Header.Set("X-Amz-Target", target)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	post("AmazonSQS.CreateQueue", `{"QueueName":"m"}`)
+	post("AmazonSQS.SendMessage", `{"QueueUrl":"http://h/000000000000/m","MessageBody":"x"}`)
+	post("AmazonSQS.Bogus"+strings.Repeat("x", 100), `{}`)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := map[string]bool{}
+	for _, f := range fams {
+		if f.GetName() != "mqueue_http_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" {
+					routes[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	for _, want := range []string{"sqs:CreateQueue", "sqs:SendMessage", "sqs:invalid"} {
+		if !routes[want] {
+			t.Errorf("no route label %q in %v", want, routes)
+		}
 	}
 }

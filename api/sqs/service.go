@@ -94,36 +94,48 @@ func IsSQSRequest(r *http.Request) bool {
 
 // Handle answers one SQS request whose body the caller has read (bounded
 // and accounted as every request body of the server). pollCtx ends long
-// polls early: the server cancels it when its drain grace ends.
-func (s *Service) Handle(pollCtx context.Context, w http.ResponseWriter, r *http.Request, body []byte) {
+// polls early: the server cancels it when its drain grace ends. It returns
+// the action for the metrics' route label: a supported action's name, or
+// "invalid" (a bounded set).
+func (s *Service) Handle(pollCtx context.Context, w http.ResponseWriter, r *http.Request, body []byte) (action string) {
 	eng := s.eng()
 	if eng == nil {
 		writeJSONError(w, newError(kindUnavailable, "the server is still opening its data directory; retry shortly"))
-		return
+		return "invalid"
 	}
 	rq := &request{ctx: r.Context(), pollCtx: pollCtx, eng: eng, base: s.baseURL(r)}
 	target := r.Header.Get("X-Amz-Target")
 	if !strings.HasPrefix(target, targetPrefix) {
-		s.serveQuery(rq, w, r, body)
-		return
+		return s.serveQuery(rq, w, r, body)
 	}
+	action = actionLabel(strings.TrimPrefix(target, targetPrefix))
 	if aerr := s.authorize(r, body); aerr != nil {
 		writeJSONError(w, aerr)
-		return
+		return action
 	}
 	out, aerr := s.call(rq, strings.TrimPrefix(target, targetPrefix), body)
 	if aerr != nil {
 		writeJSONError(w, aerr)
-		return
+		return action
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		writeJSONError(w, newError(kindInternal, "encode the reply: %v", err))
-		return
+		return action
 	}
 	w.Header().Set("Content-Type", jsonContentType)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+	return action
+}
+
+// actionLabel is a for the metrics: the action's name when it is one this
+// server answers, else "invalid".
+func actionLabel(a string) string {
+	if _, ok := actions[a]; ok {
+		return a
+	}
+	return "invalid"
 }
 
 // Reject answers a request refused before it reached the service (a body
