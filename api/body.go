@@ -109,35 +109,30 @@ func (s *Server) release(n int64) {
 	}
 }
 
-// readBody reads the message of a POST, or answers 413 MESSAGE_TOO_LARGE,
-// 400 EMPTY_MESSAGE, 400 INVALID_BODY or 503 OVERLOADED. A declared
-// Content-Length is judged before a byte is read, so an oversized upload is
-// refused without being received (and without a 100 Continue); a body of
-// unknown length is read up to MaxMessageBytes+1 bytes. Memory follows the
-// bytes that arrived (see chunks), not the length declared. The returned
-// slice is exactly the message and is handed to the engine, which may keep
-// it; the caller releases held once the request is done.
-func (s *Server) readBody(c *gin.Context) (msg []byte, held int64, ok bool) {
-	r := c.Request
-	limit := s.cfg.MaxMessageBytes
+// readLimited reads r's body of at most limit bytes into the in-flight
+// budget: a declared Content-Length over limit is refused before a byte is
+// read (and without a 100 Continue); a small declared body is read into one
+// exactly-sized buffer, a larger or unknown one through pooled chunks, so
+// that memory follows the bytes that arrived (see chunks), not the length
+// declared. On readDone the returned slice is exactly the body (nil when it
+// is empty) and held bytes of it stay reserved until the caller releases
+// them; on any other outcome nothing stays reserved. The SQS API
+// (sqsroute.go) reads its bodies with it too.
+func (s *Server) readLimited(r *http.Request, limit int64) (body []byte, held int64, outcome readOutcome, err error) {
 	switch n := r.ContentLength; {
 	case n > limit:
-		tooLarge(c, limit)
-		return nil, 0, false
+		return nil, 0, readOverLimit, nil
 	case n == 0:
-		emptyMessage(c)
-		return nil, 0, false
+		return nil, 0, readDone, nil
 	case n > 0 && n <= bodyChunk:
-		// The common small message: one exactly-sized allocation.
+		// The common small body: one exactly-sized allocation.
 		if !s.reserve(n) {
-			overloaded(c)
-			return nil, 0, false
+			return nil, 0, readOverloaded, nil
 		}
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
 			s.release(n)
-			s.bodyError(c, err)
-			return nil, 0, false
+			return nil, 0, readFailed, err
 		}
 		// The read that filled buf also saw the end of the body. Closing
 		// it now tells net/http so: otherwise, when the response header is
@@ -145,29 +140,45 @@ func (s *Server) readBody(c *gin.Context) (msg []byte, held int64, ok bool) {
 		// allocation and a read per request) before it reuses the
 		// connection.
 		_ = r.Body.Close()
-		return buf, n, true
+		return buf, n, readDone, nil
 	}
-
 	var b chunks
 	defer b.free()
-	outcome, err := b.read(s, r.Body, r.ContentLength, limit)
-	if outcome == readDone && b.n == 0 {
-		s.release(b.held)
-		emptyMessage(c)
-		return nil, 0, false
-	}
+	outcome, err = b.read(s, r.Body, r.ContentLength, limit)
 	if outcome != readDone {
 		s.release(b.held)
-		s.bodyRefused(c, outcome, err, func() { tooLarge(c, limit) })
-		return nil, 0, false
+		return nil, 0, outcome, err
+	}
+	if b.n == 0 {
+		s.release(b.held)
+		return nil, 0, readDone, nil
 	}
 	if r.ContentLength > 0 {
 		_ = r.Body.Close() // as above
 	}
-	msg = b.bytes()
-	// The chunks go back to the pool; the message stays reserved.
+	body = b.bytes()
+	// The chunks go back to the pool; the body stays reserved.
 	s.release(b.held - b.n)
-	return msg, b.n, true
+	return body, b.n, readDone, nil
+}
+
+// readBody reads the message of a POST (readLimited, at most
+// MaxMessageBytes), or answers 413 MESSAGE_TOO_LARGE, 400 EMPTY_MESSAGE,
+// 400 INVALID_BODY or 503 OVERLOADED. The returned slice is exactly the
+// message and is handed to the engine, which may keep it; the caller
+// releases held once the request is done.
+func (s *Server) readBody(c *gin.Context) (msg []byte, held int64, ok bool) {
+	limit := s.cfg.MaxMessageBytes
+	msg, held, outcome, err := s.readLimited(c.Request, limit)
+	switch {
+	case outcome != readDone:
+		s.bodyRefused(c, outcome, err, func() { tooLarge(c, limit) })
+		return nil, 0, false
+	case len(msg) == 0:
+		emptyMessage(c)
+		return nil, 0, false
+	}
+	return msg, held, true
 }
 
 // bodyRefused answers a body that chunks.read did not finish.

@@ -44,18 +44,10 @@ func (s *Server) sqsRequest(c *gin.Context) {
 	// A message may grow three-fold in a form (percent-encoding) and a
 	// batch holds up to MaxMessageBytes of them.
 	limit := 4*s.cfg.MaxMessageBytes + sqsBodySlack
-	if r.ContentLength > limit {
-		c.Header("Connection", "close")
-		s.sqs.Reject(c.Writer, r, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "the request body is over the server's limit")
-		c.Abort()
-		return
-	}
-	var b chunks
-	outcome, err := b.read(s, r.Body, r.ContentLength, limit)
-	defer func() { s.release(b.held) }()
+	body, held, outcome, err := s.readLimited(r, limit)
+	defer s.release(held)
 	if outcome != readDone {
-		b.free()
-		c.Header("Connection", "close")
+		c.Header("Connection", "close") // the rest of the body is not read
 		switch outcome {
 		case readOverLimit:
 			s.sqs.Reject(c.Writer, r, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "the request body is over the server's limit")
@@ -69,7 +61,5 @@ func (s *Server) sqsRequest(c *gin.Context) {
 		c.Abort()
 		return
 	}
-	body := b.bytes()
-	b.free()
 	c.Set(sqsActionKey, s.sqs.Handle(s.pollCtx, c.Writer, r, body))
 }

@@ -606,11 +606,12 @@ type failingSync struct{ segment.File }
 
 func (failingSync) Sync() error { return errors.New("injected fsync failure") }
 
-// Close reports the final fsyncs that failed, joined, and says so again
-// when called twice; what was committed before is still there after it.
+// Close reports the final fsyncs that failed while something acknowledged
+// was unsynced (here --fsync never), joined, and says so again when called
+// twice; what was committed before is still there after it.
 func TestCloseReturnsFinalSyncErrors(t *testing.T) {
 	dir := t.TempDir()
-	e := openT(t, Options{Dir: dir})
+	e := openT(t, Options{Dir: dir, Fsync: FsyncNever})
 	enq(t, e, "q", "kept", EnqueueOptions{})
 	enq(t, e, "r", "fine", EnqueueOptions{})
 	// The commit loop of q is idle; Close's channel orders this before
@@ -632,6 +633,47 @@ func TestCloseReturnsFinalSyncErrors(t *testing.T) {
 	}
 	if err := e2.Close(); err != nil {
 		t.Fatalf("clean Close = %v", err)
+	}
+}
+
+// With --fsync always every acknowledgement was fsynced before it was
+// given: a failing final fsync loses nothing and is no close error (a
+// SIGTERM then exits 0; TestReliabilityInjectedIOErrors).
+func TestCloseFinalSyncFailureAfterAlwaysIsLoggedOnly(t *testing.T) {
+	dir := t.TempDir()
+	e := openT(t, Options{Dir: dir})
+	enq(t, e, "q", "kept", EnqueueOptions{})
+	e.mu.RLock()
+	q := e.queues["q"]
+	e.mu.RUnlock()
+	q.writer.WrapFile(func(f segment.File) segment.File { return failingSync{f} })
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close = %v, want nil: nothing acknowledged was unsynced", err)
+	}
+	e2 := openT(t, Options{Dir: dir})
+	if m, ok := deq(t, e2, "q"); !ok || string(m.Body) != "kept" {
+		t.Fatalf("after the close: %q %v", m.Body, ok)
+	}
+}
+
+// A ?sync=1 batch in interval mode fsyncs the segment only: the cursor
+// write before it stays due for the background fsync (syncWriter once
+// cleared dirty, so that fsync was skipped, and a failed background cursor
+// fsync was not retried).
+func TestSyncBatchLeavesTheCursorFsyncDue(t *testing.T) {
+	e := openT(t, Options{Dir: t.TempDir(), Fsync: FsyncInterval, FsyncInterval: time.Hour, CompactInterval: time.Hour})
+	enq(t, e, "q", "a", EnqueueOptions{})
+	if _, ok := deq(t, e, "q"); !ok {
+		t.Fatal("no message")
+	}
+	enq(t, e, "q", "b", EnqueueOptions{Sync: true})
+	e.mu.RLock()
+	q := e.queues["q"]
+	e.mu.RUnlock()
+	// The commit loop is idle; Enqueue's return (its batch's done channel)
+	// orders the loop's writes before this read.
+	if !q.dirty {
+		t.Fatal("the cursor written in interval mode is no longer due for an fsync after a sync batch")
 	}
 }
 

@@ -43,6 +43,14 @@ func (e *Engine) QueueMeta(name string) ([]byte, error) {
 	if _, err := e.adminQueue(name); err != nil {
 		return nil, err
 	}
+	// Every SQS send reads its queue's blob: a hit takes the read lock
+	// only, so sends to different queues do not queue on one mutex.
+	e.metas.mu.RLock()
+	b, ok := e.metas.m[name]
+	e.metas.mu.RUnlock()
+	if ok {
+		return b, nil
+	}
 	e.metas.mu.Lock()
 	defer e.metas.mu.Unlock()
 	if b, ok := e.metas.m[name]; ok {
@@ -64,7 +72,7 @@ func (e *Engine) QueueMeta(name string) ([]byte, error) {
 // The returned slices are shared and must not be modified. DeleteQueue
 // drops a queue's entry once the deletion is done.
 type metaCache struct {
-	mu sync.Mutex // held across a file read and its insertion, so a drop cannot come between
+	mu sync.RWMutex // written (and held across a file read and its insertion, so a drop cannot come between) under Lock
 	m  map[string][]byte
 }
 
